@@ -1,0 +1,129 @@
+// Package api holds the wire types of the remotelab HTTP API, shared by
+// httpserver and client. Field names and shapes are those of the original
+// Python service (neops-remote-lab), so its client works unchanged; fields
+// it did not have are extra and optional.
+package api
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// HeaderSessionID names the session a request acts for.
+const HeaderSessionID = "X-Session-ID"
+
+// Session statuses on the wire.
+const (
+	StatusWaiting = "waiting"
+	StatusActive  = "active"
+)
+
+// Form parts of POST /lab.
+const (
+	PartTopology   = "topology"
+	PartReuse      = "reuse"
+	PartExtraFiles = "extra_files"
+)
+
+// Details of the errors clients branch on (the original's strings).
+const (
+	DetailSessionNotFound  = "Session not found"
+	DetailSessionNotActive = "Session is not active"
+	DetailNoActiveSession  = "No active session"
+	DetailLabBusy          = "Lab currently busy"
+	DetailNoLab            = "No lab running"
+	DetailLabInUse         = "Lab still in use"
+	DetailBadTopologyName  = "Topology must be a .yml or .yaml file"
+	DetailShuttingDown     = "Server is shutting down"
+	DetailWrongSession     = "X-Session-ID names another session"
+	DetailOperationRunning = "Another lab operation of this session is running"
+)
+
+// CreateSessionResponse is the body of 201 POST /session.
+type CreateSessionResponse struct {
+	SessionID string `json:"session_id"`
+	Position  int    `json:"position"`
+	Status    string `json:"status"`
+	Epoch     uint64 `json:"epoch"`
+}
+
+// SessionStatus is the body of GET /session/{id}.
+type SessionStatus struct {
+	Status   string `json:"status"`
+	Position int    `json:"position"`
+	Epoch    uint64 `json:"epoch"`
+}
+
+// ActiveSession is the body of GET /active-session.
+type ActiveSession struct {
+	Status    string `json:"status"`
+	Position  int    `json:"position"`
+	SessionID string `json:"session_id"`
+}
+
+// Device is one lab node: its name and Netlab's data about it.
+type Device struct {
+	Name string          `json:"name"`
+	Raw  json.RawMessage `json:"raw"`
+}
+
+// AcquireResponse is the body of 200 POST /lab.
+type AcquireResponse struct {
+	// Reused is true exactly when the server did not start the lab for
+	// this request.
+	Reused  bool     `json:"reused"`
+	Devices []Device `json:"devices"`
+}
+
+// LabStatus is the body of GET /lab.
+type LabStatus struct {
+	Running      bool     `json:"running"`
+	Topology     *string  `json:"topology"`
+	RefCount     int      `json:"ref_count"`
+	Devices      []Device `json:"devices"`
+	NetlabStatus *string  `json:"netlab_status"`
+	Fingerprint  string   `json:"fingerprint,omitempty"`
+	State        string   `json:"state"`
+}
+
+// Health is the body of GET /debug/health.
+type Health struct {
+	Status      string  `json:"status"`
+	Timestamp   float64 `json:"timestamp"`
+	Uptime      float64 `json:"uptime"`
+	Sessions    int     `json:"sessions"`
+	QueueLength int     `json:"queue_length"`
+}
+
+// Error is the body of every error response except request validation
+// errors: {"detail": "..."}.
+type Error struct {
+	Detail string `json:"detail"`
+}
+
+// ValidationError is the body of 422 request validation errors, in the
+// original's (FastAPI) list shape.
+type ValidationError struct {
+	Detail []ValidationIssue `json:"detail"`
+}
+
+// ValidationIssue is one entry of a ValidationError.
+type ValidationIssue struct {
+	Type  string   `json:"type"`  // "missing", "bool_parsing", ...
+	Loc   []string `json:"loc"`   // e.g. ["header", "X-Session-ID"]
+	Msg   string   `json:"msg"`   // e.g. "Field required"
+	Input any      `json:"input"` // the offending value, or null
+}
+
+// ParseBool parses a boolean the way the original accepted it: true/false,
+// 1/0, yes/no, on/off, t/f, y/n, in any case. ok is false for anything
+// else.
+func ParseBool(s string) (v, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "true", "1", "yes", "on", "t", "y":
+		return true, true
+	case "false", "0", "no", "off", "f", "n":
+		return false, true
+	}
+	return false, false
+}
