@@ -73,13 +73,3 @@ func (t *Topology) NodeNames() []string {
 	}
 	return names
 }
-
-// Parse parses and validates a Netlab topology. file is the topology's file
-// name, used only in error messages. The topology must be a YAML mapping
-// with `nodes` as a mapping or a list of names (or of mappings with a
-// `name`); node names must be identifiers of at most 16 characters; `links`,
-// when present, must be a list whose entries name known nodes. Every
-// failure is a *ParseError carrying the YAML line and column.
-func Parse(file string, data []byte) (*Topology, error) {
-	panic("unimplemented")
-}
