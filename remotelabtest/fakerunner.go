@@ -2,9 +2,12 @@ package remotelabtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/remotelab-go/remotelab/internal/sim"
 	"github.com/remotelab-go/remotelab/lab"
 )
 
@@ -13,6 +16,10 @@ import (
 // data as remotelabd --runner sim) and Down succeeds. Delays, hooks and
 // failures are configured through its fields before first use; Calls
 // records what ran. It is safe for concurrent use.
+//
+// Every call fails at once with an error wrapping ctx.Err() when ctx has
+// already ended, and is interrupted the same way when ctx ends during a
+// delay.
 type FakeRunner struct {
 	// UpDelay and DownDelay are waited (honouring ctx) before each call.
 	UpDelay, DownDelay time.Duration
@@ -37,17 +44,81 @@ type Call struct {
 	Err         error  // what the call returned
 }
 
-// Up implements lab.Runner.
+// Up implements lab.Runner. The default devices are sim.Devices for the
+// bundle's topology, with the topology's name (or "default") as lab name.
+// The call is recorded when it returns.
 func (f *FakeRunner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
-	panic("unimplemented")
+	devs, err := f.up(ctx, spec)
+	c := Call{Op: "up", Dir: spec.Dir, Err: err}
+	if spec.Bundle != nil {
+		c.Fingerprint = spec.Bundle.Fingerprint()
+	}
+	f.record(c)
+	return devs, err
 }
 
-// Down implements lab.Runner.
-func (f *FakeRunner) Down(ctx context.Context, dir string) error { panic("unimplemented") }
+func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
+	if err := wait(ctx, f.UpDelay); err != nil {
+		return nil, fmt.Errorf("fake up: %w", err)
+	}
+	if f.UpHook != nil {
+		if err := f.UpHook(ctx, spec); err != nil {
+			return nil, err
+		}
+	}
+	if f.Devices != nil {
+		return f.Devices(spec), nil
+	}
+	if spec.Bundle == nil {
+		return nil, errors.New("fake up: spec has no bundle")
+	}
+	t := spec.Bundle.Topology()
+	name := t.Name
+	if name == "" {
+		name = "default"
+	}
+	return sim.Devices(t, sim.Addressing{LabName: name}), nil
+}
+
+// Down implements lab.Runner. The call is recorded when it returns.
+func (f *FakeRunner) Down(ctx context.Context, dir string) error {
+	err := wait(ctx, f.DownDelay)
+	if err != nil {
+		err = fmt.Errorf("fake down: %w", err)
+	} else if f.DownHook != nil {
+		err = f.DownHook(ctx, dir)
+	}
+	f.record(Call{Op: "down", Dir: dir, Err: err})
+	return err
+}
 
 // Calls returns a copy of the calls made so far, in order.
 func (f *FakeRunner) Calls() []Call {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]Call(nil), f.calls...)
+}
+
+func (f *FakeRunner) record(c Call) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, c)
+}
+
+// wait waits d, or until ctx ends (then it returns ctx.Err()).
+func wait(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

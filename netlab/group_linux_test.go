@@ -1,0 +1,171 @@
+//go:build linux
+
+package netlab_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/remotelab-go/remotelab/netlab"
+)
+
+// becomeSubreaper makes orphaned descendants (the fake's child once the
+// fake exits) children of the test process, so a test can wait for them.
+func becomeSubreaper(t *testing.T) {
+	t.Helper()
+	const prSetChildSubreaper = 36
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0); errno != 0 {
+		t.Skipf("cannot become a child subreaper: %v", errno)
+	}
+}
+
+// readPids reads the fake's pid file: its pid (= its process group) and
+// its child's.
+func readPids(t *testing.T, path string) (pgid, child int) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("fake pid file: %v", err)
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		t.Fatalf("fake pid file %q: want pid and child pid", data)
+	}
+	pgid, _ = strconv.Atoi(f[0])
+	child, _ = strconv.Atoi(f[1])
+	return pgid, child
+}
+
+// waitKilled waits for the orphaned child and checks SIGKILL ended it.
+func waitKilled(t *testing.T, pid int) {
+	t.Helper()
+	done := make(chan syscall.WaitStatus, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		for {
+			_, err := syscall.Wait4(pid, &ws, 0, nil)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		done <- ws
+	}()
+	select {
+	case ws := <-done:
+		if !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+			t.Errorf("child %d ended with %v, want SIGKILL", pid, ws)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("child %d survived the group kill", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// liveGroupMembers lists processes of group pgid that are not zombies.
+func liveGroupMembers(t *testing.T, pgid int) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var live []string
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// Fields after "(comm) ": state ppid pgrp ...
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); g == pgid {
+			live = append(live, fmt.Sprintf("pid %s state %s", e.Name(), f[0]))
+		}
+	}
+	return live
+}
+
+// TestUpDeadlineKillsProcessGroup: the up deadline interrupts netlab
+// (SIGINT, which it reports) and kills its child, which ignores SIGINT,
+// after the grace period.
+func TestUpDeadlineKillsProcessGroup(t *testing.T) {
+	becomeSubreaper(t)
+	e := newEnv(t)
+	pidfile := filepath.Join(t.TempDir(), "pids")
+	r := e.runner(netlab.Config{UpTimeout: 2 * time.Second, KillGrace: 300 * time.Millisecond},
+		"FAKE_NETLAB_UP_DELAY=1h", "FAKE_NETLAB_SPAWN_CHILD=1", "FAKE_NETLAB_PIDFILE="+pidfile)
+
+	_, err := r.Up(t.Context(), e.spec(threeNodes))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Up = %v, want context.DeadlineExceeded", err)
+	}
+	var ne *netlab.Error
+	if !errors.As(err, &ne) {
+		t.Fatalf("error %v is not a *netlab.Error", err)
+	}
+	if !strings.Contains(ne.Stderr, "netlab up command was interrupted") {
+		t.Errorf("netlab did not get SIGINT; stderr:\n%s", ne.Stderr)
+	}
+	if !strings.HasPrefix(err.Error(), "netlab up: interrupted after ") {
+		t.Errorf("error text %q", err)
+	}
+	pgid, child := readPids(t, pidfile)
+	waitKilled(t, child)
+	if live := liveGroupMembers(t, pgid); len(live) > 0 {
+		t.Errorf("process group %d survived: %v", pgid, live)
+	}
+	if st := e.statusFile(); !strings.Contains(st, "netlab up command was interrupted") {
+		t.Errorf("interruption not logged in the status file:\n%s", st)
+	}
+	if err := e.runner(netlab.Config{}).Down(t.Context(), e.dir); err != nil {
+		t.Errorf("down after interrupted up: %v", err)
+	}
+}
+
+// TestUpCancelKillsProcessGroup cancels once netlab has spawned its
+// child (seen in the streamed output), so no timing is involved.
+func TestUpCancelKillsProcessGroup(t *testing.T) {
+	becomeSubreaper(t)
+	e := newEnv(t)
+	pidfile := filepath.Join(t.TempDir(), "pids")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	e.logs.onMessage = func(msg string) {
+		if strings.HasPrefix(msg, "[netlab] fake netlab: spawned child") {
+			cancel()
+		}
+	}
+	r := e.runner(netlab.Config{Stream: true, KillGrace: 300 * time.Millisecond},
+		"FAKE_NETLAB_UP_DELAY=1h", "FAKE_NETLAB_SPAWN_CHILD=1", "FAKE_NETLAB_PIDFILE="+pidfile)
+
+	_, err := r.Up(ctx, e.spec(threeNodes))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Up = %v, want context.Canceled", err)
+	}
+	if !strings.Contains(err.Error(), "netlab up command was interrupted") {
+		t.Errorf("error lacks netlab's interruption message: %v", err)
+	}
+	pgid, child := readPids(t, pidfile)
+	waitKilled(t, child)
+	if live := liveGroupMembers(t, pgid); len(live) > 0 {
+		t.Errorf("process group %d survived: %v", pgid, live)
+	}
+}

@@ -1,0 +1,208 @@
+package remotelabtest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/internal/sim"
+	"github.com/remotelab-go/remotelab/lab"
+	"github.com/remotelab-go/remotelab/remotelabtest"
+	"github.com/remotelab-go/remotelab/topology"
+)
+
+var _ lab.Runner = (*remotelabtest.FakeRunner)(nil)
+
+func fakeBundle(t *testing.T, topo string) *topology.Bundle {
+	t.Helper()
+	b, err := topology.NewBundle("lab.yml", []byte(topo), topology.Limits{})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func TestFakeRunnerZeroValue(t *testing.T) {
+	for _, tc := range []struct {
+		name, topo, labName string
+	}{
+		{"named", "name: alpha\nnodes:\n  r1:\n    device: eos\n  r2:\n    device: frr\n", "alpha"},
+		{"unnamed", "nodes: [h1, h2, h3]\n", "default"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f remotelabtest.FakeRunner
+			b := fakeBundle(t, tc.topo)
+			spec := lab.Spec{Dir: "/tmp/remotelab-lab-x", Bundle: b}
+
+			devs, err := f.Up(t.Context(), spec)
+			require.NoError(t, err)
+			want := sim.Devices(b.Topology(), sim.Addressing{LabName: tc.labName})
+			require.NotEmpty(t, want)
+			assert.Equal(t, want, devs)
+			assert.Equal(t, b.Topology().NodeNames(), names(devs))
+			for _, d := range devs {
+				var raw map[string]any
+				require.NoError(t, json.Unmarshal(d.Raw, &raw), "raw of %s is a JSON object", d.Name)
+			}
+
+			require.NoError(t, f.Down(t.Context(), spec.Dir))
+			assert.Equal(t, []remotelabtest.Call{
+				{Op: "up", Dir: spec.Dir, Fingerprint: b.Fingerprint()},
+				{Op: "down", Dir: spec.Dir},
+			}, f.Calls())
+		})
+	}
+}
+
+func names(devs []lab.Device) []string {
+	out := make([]string, len(devs))
+	for i, d := range devs {
+		out[i] = d.Name
+	}
+	return out
+}
+
+func TestFakeRunnerDevicesOverride(t *testing.T) {
+	want := []lab.Device{{Name: "x", Raw: json.RawMessage(`{"k":1}`)}}
+	var got lab.Spec
+	f := &remotelabtest.FakeRunner{Devices: func(spec lab.Spec) []lab.Device {
+		got = spec
+		return want
+	}}
+	spec := lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")}
+	devs, err := f.Up(t.Context(), spec)
+	require.NoError(t, err)
+	assert.Equal(t, want, devs)
+	assert.Equal(t, spec, got)
+}
+
+func TestFakeRunnerHooks(t *testing.T) {
+	upErr, downErr := errors.New("up failed"), errors.New("down failed")
+	var upSpec lab.Spec
+	var downDir string
+	f := &remotelabtest.FakeRunner{
+		UpHook: func(_ context.Context, spec lab.Spec) error {
+			upSpec = spec
+			return upErr
+		},
+		DownHook: func(_ context.Context, dir string) error {
+			downDir = dir
+			return downErr
+		},
+	}
+	b := fakeBundle(t, "nodes: [a]\n")
+	spec := lab.Spec{Dir: "/d", Bundle: b}
+
+	devs, err := f.Up(t.Context(), spec)
+	require.ErrorIs(t, err, upErr)
+	assert.Nil(t, devs)
+	assert.Equal(t, spec, upSpec)
+	require.ErrorIs(t, f.Down(t.Context(), "/d"), downErr)
+	assert.Equal(t, "/d", downDir)
+
+	calls := f.Calls()
+	require.Len(t, calls, 2)
+	assert.Equal(t, remotelabtest.Call{Op: "up", Dir: "/d", Fingerprint: b.Fingerprint(), Err: upErr}, calls[0])
+	assert.Equal(t, remotelabtest.Call{Op: "down", Dir: "/d", Err: downErr}, calls[1])
+
+	// Calls returns a copy.
+	calls[0].Op = "changed"
+	assert.Equal(t, "up", f.Calls()[0].Op)
+}
+
+func TestFakeRunnerDelays(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		hooked := 0
+		f := &remotelabtest.FakeRunner{
+			UpDelay:   time.Minute,
+			DownDelay: 10 * time.Second,
+			UpHook:    func(context.Context, lab.Spec) error { hooked++; return nil },
+		}
+		spec := lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")}
+
+		start := time.Now()
+		_, err := f.Up(t.Context(), spec)
+		require.NoError(t, err)
+		assert.Equal(t, time.Minute, time.Since(start))
+		assert.Equal(t, 1, hooked, "the hook runs after the delay")
+
+		start = time.Now()
+		require.NoError(t, f.Down(t.Context(), "/d"))
+		assert.Equal(t, 10*time.Second, time.Since(start))
+
+		// A deadline inside the delay interrupts the call.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		start = time.Now()
+		_, err = f.Up(ctx, spec)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 20*time.Second, time.Since(start))
+		assert.Equal(t, 1, hooked)
+
+		ctx, cancel = context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		require.ErrorIs(t, f.Down(ctx, "/d"), context.DeadlineExceeded)
+
+		calls := f.Calls()
+		require.Len(t, calls, 4)
+		require.ErrorIs(t, calls[2].Err, context.DeadlineExceeded)
+		require.ErrorIs(t, calls[3].Err, context.DeadlineExceeded)
+	})
+}
+
+func TestFakeRunnerCancelledContext(t *testing.T) {
+	f := &remotelabtest.FakeRunner{
+		UpHook:   func(context.Context, lab.Spec) error { t.Error("UpHook ran"); return nil },
+		DownHook: func(context.Context, string) error { t.Error("DownHook ran"); return nil },
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := f.Up(ctx, lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")})
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, f.Down(ctx, "/d"), context.Canceled)
+}
+
+func TestFakeRunnerHookBlocksUntilCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &remotelabtest.FakeRunner{UpHook: func(ctx context.Context, _ lab.Spec) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}}
+		b := fakeBundle(t, "nodes: [a]\n")
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := f.Up(ctx, lab.Spec{Dir: "/d", Bundle: b})
+			done <- err
+		}()
+		synctest.Wait()
+		assert.Empty(t, f.Calls(), "a call is recorded when it returns")
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		require.Len(t, f.Calls(), 1)
+	})
+}
+
+func TestFakeRunnerConcurrent(t *testing.T) {
+	f := &remotelabtest.FakeRunner{}
+	b := fakeBundle(t, "nodes: [a, b]\n")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				_, err := f.Up(context.Background(), lab.Spec{Dir: "/d", Bundle: b})
+				assert.NoError(t, err)
+				assert.NoError(t, f.Down(context.Background(), "/d"))
+				_ = f.Calls()
+			}
+		})
+	}
+	wg.Wait()
+	assert.Len(t, f.Calls(), 8*20*2)
+}
