@@ -37,6 +37,23 @@ const (
 	DetailShuttingDown     = "Server is shutting down"
 	DetailWrongSession     = "X-Session-ID names another session"
 	DetailOperationRunning = "Another lab operation of this session is running"
+	// DetailLabConflict answers 409 to POST /lab when the session still
+	// holds the running lab and asks for another one or a fresh start.
+	DetailLabConflict = "This session still holds the running lab; release it first " +
+		"(POST /lab/release) before asking for a different lab or a fresh start (reuse=false)"
+	// DetailInternalError answers 500 (a server bug, logged with its stack).
+	DetailInternalError = "Internal Server Error"
+	// DetailNotFound and DetailMethodNotAllowed answer unknown routes and
+	// known routes called with the wrong method.
+	DetailNotFound         = "Not Found"
+	DetailMethodNotAllowed = "Method Not Allowed"
+)
+
+// Types of ValidationIssue, in the original's (Pydantic) vocabulary.
+const (
+	IssueMissing         = "missing"          // a required header, field or part is absent
+	IssueBoolParsing     = "bool_parsing"     // a boolean field did not parse
+	IssueDurationParsing = "duration_parsing" // a duration field did not parse
 )
 
 // CreateSessionResponse is the body of 201 POST /session.

@@ -1,0 +1,55 @@
+package api_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/api"
+)
+
+func TestParseBool(t *testing.T) {
+	for _, s := range []string{"true", "TRUE", "True", "1", "yes", "Yes", "on", "ON", "t", "T", "y", "Y", " true "} {
+		v, ok := api.ParseBool(s)
+		assert.True(t, ok, s)
+		assert.True(t, v, s)
+	}
+	for _, s := range []string{"false", "FALSE", "0", "no", "NO", "off", "Off", "f", "n", "N"} {
+		v, ok := api.ParseBool(s)
+		assert.True(t, ok, s)
+		assert.False(t, v, s)
+	}
+	for _, s := range []string{"", "2", "maybe", "truee", "nope", "-1", "tr ue"} {
+		_, ok := api.ParseBool(s)
+		assert.False(t, ok, s)
+	}
+}
+
+// TestWireShapes pins the JSON the original's clients read.
+func TestWireShapes(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{api.CreateSessionResponse{SessionID: "id", Position: 2, Status: api.StatusWaiting},
+			`{"session_id":"id","position":2,"status":"waiting","epoch":0}`},
+		{api.SessionStatus{Status: api.StatusActive, Epoch: 3},
+			`{"status":"active","position":0,"epoch":3}`},
+		{api.ActiveSession{Status: api.StatusActive, SessionID: "id"},
+			`{"status":"active","position":0,"session_id":"id"}`},
+		{api.AcquireResponse{Devices: []api.Device{{Name: "r1", Raw: json.RawMessage(`{"a":1}`)}}},
+			`{"reused":false,"devices":[{"name":"r1","raw":{"a":1}}]}`},
+		{api.LabStatus{Devices: []api.Device{}, State: "none"},
+			`{"running":false,"topology":null,"ref_count":0,"devices":[],"netlab_status":null,"state":"none"}`},
+		{api.Error{Detail: api.DetailSessionNotFound}, `{"detail":"Session not found"}`},
+		{api.ValidationError{Detail: []api.ValidationIssue{{Type: api.IssueMissing,
+			Loc: []string{"header", api.HeaderSessionID}, Msg: "Field required"}}},
+			`{"detail":[{"type":"missing","loc":["header","X-Session-ID"],"msg":"Field required","input":null}]}`},
+	} {
+		b, err := json.Marshal(tc.v)
+		require.NoError(t, err)
+		assert.Equal(t, tc.want, string(b))
+	}
+}

@@ -1,0 +1,268 @@
+package httpserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/lab"
+	"github.com/remotelab-go/remotelab/remotelabtest"
+)
+
+// startAcquire sends POST /lab in the background; the response arrives on
+// the returned channel.
+func (e *env) startAcquire(session string, parts ...part) <-chan resp {
+	ch := make(chan resp, 1)
+	if len(parts) == 0 {
+		parts = []part{topo("lab.yml", topoA)}
+	}
+	req := acquireReq(session, parts...)
+	go func() {
+		r, err := e.sendCtx(context.Background(), req)
+		if err != nil {
+			r = resp{code: -1, body: []byte(err.Error())}
+		}
+		ch <- r
+	}()
+	return ch
+}
+
+// TestLabOperationsOfOneSessionAreSerialised: while a session's up runs,
+// its other lab operations are refused with 409, read-only ones answer.
+func TestLabOperationsOfOneSessionAreSerialised(t *testing.T) {
+	b := newBlocker()
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
+	id := e.createSession().SessionID
+	done := e.startAcquire(id)
+	<-b.entered
+
+	for _, req := range []request{
+		acquireReq(id, topo("lab.yml", topoA)),
+		post("/lab/release", id),
+		del("/lab", id),
+	} {
+		r := e.send(req)
+		assert.Equal(t, http.StatusConflict, r.code, "%s %s: %s", req.method, req.path, r.body)
+		assert.Equal(t, api.DetailOperationRunning, r.detail(t))
+	}
+	r := e.get("/lab", id)
+	require.Equal(t, http.StatusOK, r.code)
+	var st api.LabStatus
+	r.decode(t, &st)
+	assert.Equal(t, string(lab.StateStarting), st.State)
+	assert.False(t, st.Running)
+
+	close(b.release)
+	r = <-done
+	require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+	// The lock is free again.
+	assert.Equal(t, http.StatusNoContent, e.send(post("/lab/release", id)).code)
+}
+
+// TestOthersAnswerWhileUpBlocked: a running up delays nobody else.
+func TestOthersAnswerWhileUpBlocked(t *testing.T) {
+	b := newBlocker()
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
+	a := e.createSession().SessionID
+	done := e.startAcquire(a)
+	<-b.entered
+
+	assert.Equal(t, http.StatusNoContent, e.get("/healthz", "").code)
+	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
+	assert.Equal(t, api.StatusActive, e.status(a).Status)
+	other := e.createSession().SessionID
+	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
+	assert.Equal(t, http.StatusLocked, e.acquire(other, topo("lab.yml", topoA)).code)
+	assert.Equal(t, a, e.head())
+	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
+
+	close(b.release)
+	require.Equal(t, http.StatusOK, (<-done).code)
+}
+
+// TestSessionDeletedDuringAcquire: deleting the session cancels its up
+// and the acquire answers 404, leaving no lab and no reference.
+func TestSessionDeletedDuringAcquire(t *testing.T) {
+	b := newBlocker()
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
+	id := e.createSession().SessionID
+	next := e.createSession().SessionID
+	done := e.startAcquire(id)
+	<-b.entered
+
+	require.Equal(t, http.StatusNoContent, e.send(del("/session/"+id, id)).code)
+	r := <-done
+	require.Equal(t, http.StatusNotFound, r.code, "%s", r.body)
+	assert.Equal(t, api.DetailSessionNotFound, r.detail(t))
+	st := e.mgr.Status()
+	assert.Equal(t, lab.StateNone, st.State)
+	assert.Zero(t, st.RefCount)
+	assert.Equal(t, next, e.head())
+	assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (client-end)", id[:8]))
+}
+
+// TestLeaseLostWhileUpCompletes: an up that ignores cancellation and
+// succeeds after its session ended leaves no reference behind: the lab is
+// idle, ready for the next session, and the late caller gets 404.
+func TestLeaseLostWhileUpCompletes(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{
+		UpHook: func(context.Context, lab.Spec) error {
+			close(entered)
+			<-release // deliberately deaf to ctx
+			return nil
+		},
+	}))
+	id := e.createSession().SessionID
+	next := e.createSession().SessionID
+	done := e.startAcquire(id)
+	<-entered
+	require.Equal(t, http.StatusNoContent, e.send(del("/session/"+id, "")).code)
+	close(release)
+	r := <-done
+	require.Equal(t, http.StatusNotFound, r.code, "%s", r.body)
+	st := e.mgr.Status()
+	assert.Equal(t, lab.StateIdle, st.State)
+	assert.Empty(t, st.Holders)
+
+	// The next session gets the warm lab at once.
+	a := e.mustAcquire(next)
+	assert.True(t, a.Reused)
+}
+
+// TestCloseEndsSessions: Close removes every session, interrupts running
+// operations and wakes long-polls.
+func TestCloseEndsSessions(t *testing.T) {
+	b := newBlocker()
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
+	a := e.createSession().SessionID
+	w := e.createSession().SessionID
+	done := e.startAcquire(a)
+	<-b.entered
+	poll := make(chan resp, 1)
+	go func() { poll <- e.get("/session/"+w+"?wait=60s", "") }()
+
+	e.srv.Close()
+	assert.Zero(t, e.srv.Sessions())
+	assert.Equal(t, http.StatusNotFound, (<-done).code)
+	assert.Equal(t, http.StatusNotFound, (<-poll).code)
+	assert.Equal(t, http.StatusServiceUnavailable, e.send(post("/session", "")).code)
+	assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (server-shutdown)", w[:8]))
+}
+
+// TestLongPollWakesOnPromotion (real socket): a waiter's ?wait=60s answers
+// "active" once the head leaves. The delete happens after the poll was
+// sent; whether it is parked yet or not, the answer must be active.
+func TestLongPollWakesOnPromotion(t *testing.T) {
+	e := newEnv(t)
+	a := e.createSession().SessionID
+	w := e.createSession().SessionID
+	got := make(chan resp, 1)
+	go func() { got <- e.get("/session/"+w+"?wait=60s", w) }()
+	require.Equal(t, http.StatusNoContent, e.send(del("/session/"+a, a)).code)
+	r := <-got
+	require.Equal(t, http.StatusOK, r.code)
+	var s api.SessionStatus
+	r.decode(t, &s)
+	assert.Equal(t, api.StatusActive, s.Status)
+	assert.Equal(t, 0, s.Position)
+	assert.NotZero(t, s.Epoch)
+}
+
+// TestFIFOUnderLoad: 100 clients join concurrently; each gets a distinct
+// position, and they become active strictly in position order.
+func TestFIFOUnderLoad(t *testing.T) {
+	const n = 100
+	e := newEnv(t)
+	created := make([]api.CreateSessionResponse, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { created[i] = e.createSession() })
+	}
+	wg.Wait()
+	sort.Slice(created, func(i, j int) bool { return created[i].Position < created[j].Position })
+	for i, c := range created {
+		require.Equal(t, i, c.Position)
+	}
+
+	var mu sync.Mutex
+	var order []int
+	errs := make(chan error, n)
+	for i, c := range created {
+		wg.Go(func() {
+			last := c.Position
+			for {
+				r, err := e.sendCtx(context.Background(), get("/session/"+c.SessionID+"?wait=60s", c.SessionID))
+				if err != nil || r.code != http.StatusOK {
+					errs <- fmt.Errorf("session %d: poll: %v %d %s", i, err, r.code, r.body)
+					return
+				}
+				var s api.SessionStatus
+				if err := json.Unmarshal(r.body, &s); err != nil {
+					errs <- fmt.Errorf("session %d: poll: %v", i, err)
+					return
+				}
+				if s.Position > last {
+					errs <- fmt.Errorf("session %d: position went up from %d to %d", i, last, s.Position)
+				}
+				last = s.Position
+				if s.Status == api.StatusActive {
+					break
+				}
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			r, err := e.sendCtx(context.Background(), del("/session/"+c.SessionID, c.SessionID))
+			if err != nil || r.code != http.StatusNoContent {
+				errs <- fmt.Errorf("session %d: delete: %v %d", i, err, r.code)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	want := make([]int, n)
+	for i := range want {
+		want[i] = i
+	}
+	assert.Equal(t, want, order)
+	assert.Zero(t, e.srv.Sessions())
+}
+
+// TestLogEvents: the queue and lab events are logged under the original's
+// names, with 8-character session ids, plus one line per request.
+func TestLogEvents(t *testing.T) {
+	e := newEnv(t)
+	a := e.createSession().SessionID
+	w := e.createSession().SessionID
+	e.mustAcquire(a)
+	require.Equal(t, http.StatusNoContent, e.send(del("/session/"+a, a)).code)
+	e.get("/healthz", "")
+	logs := e.logs.String()
+	for _, want := range []string{
+		fmt.Sprintf("Created session %s at queue position 0", a[:8]),
+		fmt.Sprintf("Session %s promoted to ACTIVE", a[:8]),
+		fmt.Sprintf("Created session %s at queue position 1", w[:8]),
+		fmt.Sprintf("Starting lab acquisition for session %s (topology=lab.yml, reuse=true)", a[:8]),
+		fmt.Sprintf("Session %s removed (client-end)", a[:8]),
+		fmt.Sprintf("Session %s promoted to ACTIVE", w[:8]),
+		fmt.Sprintf("level=INFO msg=request method=POST path=/lab status=200"),
+		fmt.Sprintf("session=%s", a[:8]),
+		"level=DEBUG msg=request method=GET path=/healthz status=204",
+	} {
+		assert.Contains(t, logs, want)
+	}
+	assert.NotContains(t, logs, a, "full session ids are never logged")
+}
