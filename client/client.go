@@ -1,0 +1,404 @@
+// Package client is the Go client of the remotelab HTTP API.
+//
+// A [Client] knows where the server is and how long to wait for it. Open
+// puts a [Session] into the server's FIFO queue and returns once the
+// session is at the head, waiting by long-poll (or, against the original
+// Python server, by polling). While a Session is open it sends heartbeats
+// in the background, so a test that spends a long time between lab calls
+// keeps its place. The session then acquires a lab from a Netlab topology
+// (plus extra files), gets its devices, releases it, and is closed:
+//
+//	c, err := client.FromEnv()
+//	...
+//	s, err := c.Open(ctx)
+//	...
+//	defer s.Close(context.Background())
+//	devices, reused, err := s.Acquire(ctx, "testdata/lab.yml")
+//	...
+//	defer s.Release(context.Background())
+//
+// Errors are typed: server answers are [*Error] values matching sentinels
+// such as [ErrConflict] or [ErrNetlabFailed], failed requests are
+// [*TransportError] values.
+//
+// Tests use package remotelabtest, which wraps all of this into one line
+// per test.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/remotelab-go/remotelab/api"
+)
+
+// Defaults of the client's settings.
+const (
+	// DefaultRequestTimeout bounds one ordinary API call
+	// (REMOTE_LAB_REQUEST_TIMEOUT).
+	DefaultRequestTimeout = 30 * time.Second
+	// DefaultSessionTimeout bounds how long Open waits for the session to
+	// become active (REMOTE_LAB_SESSION_TIMEOUT).
+	DefaultSessionTimeout = 600 * time.Second
+	// DefaultAcquisitionTimeout bounds one Acquire, busy retries included
+	// (REMOTE_LAB_ACQUISITION_TIMEOUT).
+	DefaultAcquisitionTimeout = 600 * time.Second
+	// DefaultHeartbeatInterval is how often an open session sends a
+	// heartbeat. The server's default active TTL is 300 s.
+	DefaultHeartbeatInterval = 60 * time.Second
+	// DefaultPollInterval is how often the client asks again when the
+	// server cannot tell it about a change: session status polls against
+	// a server without long-poll, and Acquire retries while the lab is busy.
+	DefaultPollInterval = 5 * time.Second
+)
+
+// longPollWait is the ?wait= of a status long-poll. The server caps it at
+// 60 s; 30 s stays well clear of proxies' idle timeouts.
+const longPollWait = 30 * time.Second
+
+// Environment variables read by FromEnv.
+const (
+	EnvURL                = "REMOTE_LAB_URL"
+	EnvRequestTimeout     = "REMOTE_LAB_REQUEST_TIMEOUT"
+	EnvSessionTimeout     = "REMOTE_LAB_SESSION_TIMEOUT"
+	EnvAcquisitionTimeout = "REMOTE_LAB_ACQUISITION_TIMEOUT"
+	// EnvHeartbeatInterval is not read by the original client: it lets a
+	// client keep up with a server run with an active TTL shorter than
+	// the default heartbeat interval.
+	EnvHeartbeatInterval = "REMOTE_LAB_HEARTBEAT_INTERVAL"
+)
+
+// Client talks to one remotelab server. It holds no connection state of
+// its own (connections belong to its http.Client), so it needs no Close;
+// the Sessions it opens must be closed. A Client is safe for concurrent
+// use.
+type Client struct {
+	base string // base URL without trailing slash
+	cfg  config
+}
+
+type config struct {
+	httpClient         *http.Client
+	logger             *slog.Logger
+	requestTimeout     time.Duration
+	sessionTimeout     time.Duration
+	acquisitionTimeout time.Duration
+	heartbeatInterval  time.Duration
+	pollInterval       time.Duration
+}
+
+func defaultConfig() config {
+	return config{
+		httpClient:         http.DefaultClient,
+		logger:             slog.Default(),
+		requestTimeout:     DefaultRequestTimeout,
+		sessionTimeout:     DefaultSessionTimeout,
+		acquisitionTimeout: DefaultAcquisitionTimeout,
+		heartbeatInterval:  DefaultHeartbeatInterval,
+		pollInterval:       DefaultPollInterval,
+	}
+}
+
+func (c config) validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"request timeout", c.requestTimeout},
+		{"session timeout", c.sessionTimeout},
+		{"acquisition timeout", c.acquisitionTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s must not be negative, got %v", d.name, d.v)
+		}
+	}
+	if c.heartbeatInterval <= 0 {
+		return fmt.Errorf("heartbeat interval must be positive, got %v", c.heartbeatInterval)
+	}
+	if c.pollInterval <= 0 {
+		return fmt.Errorf("poll interval must be positive, got %v", c.pollInterval)
+	}
+	if c.httpClient == nil {
+		return errors.New("http client must not be nil")
+	}
+	if c.logger == nil {
+		return errors.New("logger must not be nil")
+	}
+	return nil
+}
+
+// Option configures a Client.
+type Option func(*config)
+
+// WithHTTPClient makes the client send its requests through hc (default
+// http.DefaultClient). Per-call timeouts are applied through contexts, so
+// hc.Timeout, if set, must be longer than every timeout below.
+func WithHTTPClient(hc *http.Client) Option { return func(c *config) { c.httpClient = hc } }
+
+// WithLogger makes the client log its progress to l (default
+// slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRequestTimeout bounds each ordinary API call (default 30 s). A
+// long-poll may take longer by the time it asks the server to wait. Zero
+// means no bound beyond the caller's context.
+func WithRequestTimeout(d time.Duration) Option {
+	return func(c *config) { c.requestTimeout = d }
+}
+
+// WithSessionTimeout bounds how long Open waits in the queue (default
+// 600 s). Zero means no bound beyond the caller's context.
+func WithSessionTimeout(d time.Duration) Option {
+	return func(c *config) { c.sessionTimeout = d }
+}
+
+// WithAcquisitionTimeout bounds one Acquire, including the lab start on
+// the server and the retries while the lab is busy (default 600 s). Zero
+// means no bound beyond the caller's context.
+func WithAcquisitionTimeout(d time.Duration) Option {
+	return func(c *config) { c.acquisitionTimeout = d }
+}
+
+// WithHeartbeatInterval sets how often an open session tells the server it
+// is alive (default 60 s). It must be well below the server's active TTL
+// (default 300 s).
+func WithHeartbeatInterval(d time.Duration) Option {
+	return func(c *config) { c.heartbeatInterval = d }
+}
+
+// WithPollInterval sets how often the client asks again when the server
+// cannot notify it (default 5 s): status polls against a server without
+// long-poll, and Acquire retries while the lab is busy.
+func WithPollInterval(d time.Duration) Option {
+	return func(c *config) { c.pollInterval = d }
+}
+
+// New returns a client of the server at baseURL (e.g.
+// "http://lab1:8000"; a trailing slash is ignored). It fails on a URL
+// that is not absolute http(s) and on invalid options; it does not
+// contact the server.
+func New(baseURL string, opts ...Option) (*Client, error) {
+	cfg := defaultConfig()
+	return newClient(baseURL, cfg, opts)
+}
+
+func newClient(baseURL string, cfg config, opts []Option) (*Client, error) {
+	base, err := parseBase(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("new client: %w", err)
+	}
+	return &Client{base: base, cfg: cfg}, nil
+}
+
+// parseBase checks a base URL and strips trailing slashes.
+func parseBase(baseURL string) (string, error) {
+	base := strings.TrimRight(strings.TrimSpace(baseURL), "/")
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("parse URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("URL %q must be absolute http:// or https://", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("URL %q must not have a query or fragment", baseURL)
+	}
+	return base, nil
+}
+
+// FromEnv returns a client configured from the environment, as the
+// original Python client was:
+//
+//	REMOTE_LAB_URL                  base URL (required; ErrNoURL if unset)
+//	REMOTE_LAB_REQUEST_TIMEOUT      per-call timeout (30)
+//	REMOTE_LAB_SESSION_TIMEOUT      wait for the session to be active (600)
+//	REMOTE_LAB_ACQUISITION_TIMEOUT  one Acquire (600)
+//	REMOTE_LAB_HEARTBEAT_INTERVAL   heartbeat interval (60)
+//
+// Durations are plain seconds ("30", "2.5") or Go durations ("90s",
+// "10m"); anything else is an error. Options override the environment.
+func FromEnv(opts ...Option) (*Client, error) {
+	base := strings.TrimSpace(os.Getenv(EnvURL))
+	if base == "" {
+		return nil, fmt.Errorf("client from env: %w", ErrNoURL)
+	}
+	if _, err := parseBase(base); err != nil {
+		return nil, fmt.Errorf("client from env: %s: %w", EnvURL, err)
+	}
+	cfg := defaultConfig()
+	for _, v := range []struct {
+		name     string
+		dst      *time.Duration
+		positive bool
+	}{
+		{EnvRequestTimeout, &cfg.requestTimeout, false},
+		{EnvSessionTimeout, &cfg.sessionTimeout, false},
+		{EnvAcquisitionTimeout, &cfg.acquisitionTimeout, false},
+		{EnvHeartbeatInterval, &cfg.heartbeatInterval, true},
+	} {
+		s := strings.TrimSpace(os.Getenv(v.name))
+		if s == "" {
+			continue
+		}
+		d, err := parseDuration(s)
+		if err == nil && v.positive && d == 0 {
+			err = errors.New("must be positive")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("client from env: %s=%q: %w", v.name, s, err)
+		}
+		*v.dst = d
+	}
+	c, err := newClient(base, cfg, opts)
+	if err != nil {
+		return nil, fmt.Errorf("client from env: %w", err)
+	}
+	return c, nil
+}
+
+// parseDuration parses seconds ("30", "2.5") or a Go duration ("90s").
+func parseDuration(s string) (time.Duration, error) {
+	var d time.Duration
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f > float64(1<<62)/float64(time.Second) {
+			return 0, errors.New("too large")
+		}
+		d = time.Duration(f * float64(time.Second))
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, errors.New("want seconds (30) or a duration (90s)")
+	}
+	if d < 0 {
+		return 0, errors.New("must not be negative")
+	}
+	return d, nil
+}
+
+// URL returns the server's base URL, without a trailing slash.
+func (c *Client) URL() string { return c.base }
+
+// String describes the client for logs.
+func (c *Client) String() string {
+	return fmt.Sprintf("remotelab client of %s (request timeout %v, session timeout %v, acquisition timeout %v, heartbeat every %v)",
+		c.base, c.cfg.requestTimeout, c.cfg.sessionTimeout, c.cfg.acquisitionTimeout, c.cfg.heartbeatInterval)
+}
+
+// request is one API call.
+type request struct {
+	method      string
+	path        string // e.g. "/session/ID", already escaped
+	query       url.Values
+	session     string // X-Session-ID; "" for none
+	body        io.Reader
+	contentType string
+	timeout     time.Duration // bound on the call; 0 for the caller's ctx only
+}
+
+// maxErrorBody bounds how much of an error answer is read.
+const maxErrorBody = 64 << 10
+
+// send performs r and decodes a 2xx JSON answer into out (if non-nil and
+// the answer has a body). Other answers become *Error, failures
+// *TransportError. It returns the status code of an answer.
+func (c *Client) send(ctx context.Context, r request, out any) (int, error) {
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
+	u := c.base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, r.body)
+	if err != nil {
+		return 0, &TransportError{Method: r.method, Path: r.path, Err: err}
+	}
+	req.Header.Set("User-Agent", userAgent())
+	req.Header.Set("Accept", "application/json")
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	if r.session != "" {
+		req.Header.Set(api.HeaderSessionID, r.session)
+	}
+	resp, err := c.cfg.httpClient.Do(req)
+	if err != nil {
+		return 0, &TransportError{Method: r.method, Path: r.path, Err: err}
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		_ = resp.Body.Close()
+	}()
+	if resp.StatusCode >= 300 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return resp.StatusCode, &Error{
+			StatusCode: resp.StatusCode,
+			Detail:     errorDetail(body),
+			Method:     r.method,
+			Path:       r.path,
+		}
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return resp.StatusCode, &TransportError{Method: r.method, Path: r.path, Err: fmt.Errorf("decode answer: %w", err)}
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// userAgent is "remotelab-go/<module version>".
+var userAgent = sync.OnceValue(func() string {
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		const mod = "github.com/remotelab-go/remotelab"
+		if bi.Main.Path == mod && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, d := range bi.Deps {
+			if d.Path == mod && d.Version != "" && d.Version != "(devel)" {
+				v = d.Version
+			}
+		}
+	}
+	return "remotelab-go/" + v
+})
+
+// shortID shortens a session id for logs.
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// sleep waits d or until ctx ends, whichever is first, and reports whether
+// the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,468 @@
+package client_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/remotelabtest"
+)
+
+func TestOpenAndClose(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	c, rec := recordingClient(srv)
+
+	s, err := c.Open(t.Context())
+	require.NoError(t, err)
+	assert.NotEmpty(t, s.ID())
+	assert.Equal(t, "session "+s.ID()[:8], s.String())
+	assert.Equal(t, 1, srv.API().Sessions())
+
+	require.NoError(t, s.Close(t.Context()))
+	assert.Equal(t, 0, srv.API().Sessions())
+	// Idempotent: a second Close sends nothing.
+	require.NoError(t, s.Close(t.Context()))
+	assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
+
+	_, err = s.Status(t.Context())
+	require.ErrorIs(t, err, client.ErrClosed)
+	_, _, err = s.Acquire(t.Context(), "testdata/lab.yml")
+	require.ErrorIs(t, err, client.ErrClosed)
+	require.ErrorIs(t, s.Release(t.Context()), client.ErrClosed)
+	assert.Zero(t, rec.count(http.MethodPost, "/lab"))
+}
+
+func TestConcurrentClose(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	c, rec := recordingClient(srv)
+	s, err := c.Open(t.Context())
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { assert.NoError(t, s.Close(context.Background())) })
+	}
+	wg.Wait()
+	assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
+	assert.Equal(t, 0, srv.API().Sessions())
+}
+
+// Every call names the client, and every call after creation the session.
+func TestRequestHeaders(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	c, rec := recordingClient(srv)
+	ctx := t.Context()
+
+	s, err := c.Open(ctx)
+	require.NoError(t, err)
+	_, _, err = s.Acquire(ctx, "testdata/lab.yml")
+	require.NoError(t, err)
+	_, err = s.Status(ctx)
+	require.NoError(t, err)
+	_, err = s.Devices(ctx)
+	require.NoError(t, err)
+	require.NoError(t, s.Release(ctx))
+	require.NoError(t, s.Destroy(ctx, true))
+	require.NoError(t, s.Close(ctx))
+
+	reqs := rec.requests()
+	require.Len(t, reqs, 7)
+	for i, r := range reqs {
+		assert.True(t, strings.HasPrefix(r.Header.Get("User-Agent"), "remotelab-go/"), r.Header.Get("User-Agent"))
+		if i == 0 {
+			assert.Equal(t, "POST /session", r.Method+" "+r.Path)
+			assert.Empty(t, r.Header.Get(api.HeaderSessionID))
+			continue
+		}
+		assert.Equal(t, s.ID(), r.Header.Get(api.HeaderSessionID), r.Method+" "+r.Path)
+	}
+	assert.Equal(t, "DELETE /session/"+s.ID(), reqs[6].Method+" "+reqs[6].Path)
+	assert.Equal(t, "force=true", reqs[5].Query)
+}
+
+// A waiting session becomes active as soon as the one before it closes:
+// the long-poll answers at once, with no polling delay.
+func TestLongPollPromotion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &logBuffer{}
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(), remotelabtest.WithLogger(newLogger(logs)))
+		c, rec := recordingClient(srv)
+		s1 := open(t, c)
+
+		type opened struct {
+			s   *client.Session
+			err error
+			at  time.Time
+		}
+		second := make(chan opened, 1)
+		go func() {
+			s, err := c.Open(context.Background())
+			second <- opened{s, err, time.Now()}
+		}()
+		time.Sleep(2 * time.Minute) // bubble time: the second session waits
+		synctest.Wait()
+		require.Empty(t, second)
+		require.Equal(t, 2, srv.API().Sessions())
+		// Long-polls of 30 s, not 5 s polls.
+		polls := rec.count(http.MethodGet, "/session/")
+		assert.GreaterOrEqual(t, polls, 4)
+		assert.LessOrEqual(t, polls, 5)
+
+		closedAt := time.Now()
+		require.NoError(t, s1.Close(context.Background()))
+		got := <-second
+		require.NoError(t, got.err)
+		t.Cleanup(func() { require.NoError(t, got.s.Close(context.Background())) })
+		assert.Equal(t, closedAt, got.at, "promotion must not wait for a poll")
+
+		assert.Contains(t, logs.String(), "queued at position 1")
+		assert.Contains(t, logs.String(), "session active after 120.0s")
+		for _, r := range rec.requests() {
+			if r.Method == http.MethodGet {
+				assert.Equal(t, "wait=30s", r.Query)
+			}
+		}
+	})
+}
+
+// originalServer imitates the original Python server's session calls: no
+// status or epoch in the create answer, and status answers that come at
+// once whatever ?wait= says.
+type originalServer struct {
+	waitingPolls int // answers "waiting" this many times
+
+	mu         sync.Mutex
+	polls      []time.Time
+	headers    []string
+	deletes    int
+	heartbeats int
+}
+
+func (o *originalServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/session":
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"session_id":"0b3c9f1e-orig","position":1}`))
+	case r.Method == http.MethodGet && r.URL.Path == "/session/0b3c9f1e-orig":
+		o.polls = append(o.polls, time.Now())
+		o.headers = append(o.headers, r.Header.Get(api.HeaderSessionID))
+		if len(o.polls) <= o.waitingPolls {
+			_, _ = w.Write([]byte(`{"status":"waiting","position":1}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"active","position":0}`))
+	case r.Method == http.MethodPost && r.URL.Path == "/session/heartbeat":
+		o.heartbeats++
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodDelete && r.URL.Path == "/session/0b3c9f1e-orig":
+		o.deletes++
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"detail":"Not Found"}`))
+	}
+}
+
+func fakeClient(t testing.TB, h http.Handler, opts ...client.Option) *client.Client {
+	t.Helper()
+	all := append([]client.Option{
+		client.WithHTTPClient(&http.Client{Transport: remotelabtest.InMemoryTransport(h)}),
+		client.WithLogger(newLogger(&logBuffer{})),
+	}, opts...)
+	c, err := client.New("http://lab.invalid", all...)
+	require.NoError(t, err)
+	return c
+}
+
+// Against a server without long-poll the client polls every poll
+// interval, as the original client did.
+func TestPollFallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		orig := &originalServer{waitingPolls: 3}
+		c := fakeClient(t, orig, client.WithPollInterval(5*time.Second))
+		start := time.Now()
+		s := open(t, c)
+		assert.Equal(t, "0b3c9f1e-orig", s.ID())
+		orig.mu.Lock()
+		defer orig.mu.Unlock()
+		require.Len(t, orig.polls, 4)
+		for i, at := range orig.polls {
+			assert.Equal(t, time.Duration(i)*5*time.Second, at.Sub(start), "poll %d", i)
+			assert.Equal(t, s.ID(), orig.headers[i])
+		}
+	})
+}
+
+// Heartbeats keep an active session alive far past the server's active
+// TTL, with no other calls.
+func TestHeartbeatsKeepActiveSessionAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
+			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
+		c := srv.Client(client.WithHeartbeatInterval(3 * time.Second))
+		s := open(t, c)
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		assert.Equal(t, 1, srv.API().Sessions())
+		_, err := s.Status(context.Background())
+		require.NoError(t, err)
+	})
+}
+
+// Without heartbeats the server expires the session; the client then sees
+// ErrNotFound, and Close still succeeds.
+func TestSessionExpiresWithoutHeartbeats(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
+			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
+		c, rec := recordingClient(srv, client.WithHeartbeatInterval(time.Hour))
+		s, err := c.Open(context.Background())
+		require.NoError(t, err)
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, 0, srv.API().Sessions())
+
+		_, err = s.Status(context.Background())
+		require.ErrorIs(t, err, client.ErrNotFound)
+		var se *client.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, client.Error{StatusCode: 404, Detail: api.DetailSessionNotFound, Method: "GET", Path: "/lab"}, *se)
+		assert.Equal(t, "lab status: GET /lab: 404 Not Found: Session not found", err.Error())
+
+		// Release counts a vanished session as released.
+		require.NoError(t, s.Release(context.Background()))
+		require.NoError(t, s.Close(context.Background()))
+		require.NoError(t, s.Close(context.Background()))
+		assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
+	})
+}
+
+// Heartbeats start when the session is created, so a long wait in the
+// queue does not expire it, however short the waiting TTL.
+func TestHeartbeatsWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
+			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
+		c := srv.Client(client.WithHeartbeatInterval(3 * time.Second))
+		s1 := open(t, c)
+		errc := make(chan error, 1)
+		var s2 *client.Session
+		go func() {
+			var err error
+			s2, err = c.Open(context.Background())
+			errc <- err
+		}()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		require.Equal(t, 2, srv.API().Sessions())
+		require.NoError(t, s1.Close(context.Background()))
+		require.NoError(t, <-errc)
+		require.NoError(t, s2.Close(context.Background()))
+	})
+}
+
+// A waiting session that the server drops (here: no heartbeats and a
+// waiting TTL shorter than a long-poll) ends Open with ErrNotFound at
+// once, instead of the original's minutes of retries.
+func TestOpenFailsWhenWaitingSessionExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
+			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
+		open(t, srv.Client(client.WithHeartbeatInterval(3*time.Second)))
+		c, rec := recordingClient(srv, client.WithHeartbeatInterval(time.Hour))
+		start := time.Now()
+		_, err := c.Open(context.Background())
+		require.ErrorIs(t, err, client.ErrNotFound)
+		assert.Equal(t, 20*time.Second, time.Since(start).Round(time.Second))
+		assert.Equal(t, 1, rec.count(http.MethodGet, "/session/"))
+		assert.Equal(t, 1, srv.API().Sessions())
+	})
+}
+
+// When the session timeout passes, Open deletes its session: no slot is
+// left behind in the queue.
+func TestOpenSessionTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		open(t, srv.Client())
+		c := srv.Client(client.WithSessionTimeout(time.Minute))
+		start := time.Now()
+		s, err := c.Open(context.Background())
+		require.Error(t, err)
+		assert.Nil(t, s)
+		assert.Equal(t, time.Minute, time.Since(start))
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Contains(t, err.Error(), "still queued at position 1 after 1m0s")
+		assert.Equal(t, 1, srv.API().Sessions())
+	})
+}
+
+func TestOpenCancelled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		open(t, srv.Client())
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(10*time.Second, cancel)
+		_, err := srv.Client().Open(ctx)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, 1, srv.API().Sessions())
+	})
+}
+
+// scriptedStatus answers GET /session with the given status codes first,
+// then "active".
+type scriptedStatus struct {
+	codes []int
+
+	mu    sync.Mutex
+	polls []time.Time
+}
+
+func (s *scriptedStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/session":
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(api.CreateSessionResponse{SessionID: "sess-1", Position: 1, Status: "waiting"})
+	case r.Method == http.MethodGet:
+		s.polls = append(s.polls, time.Now())
+		if n := len(s.polls); n <= len(s.codes) {
+			http.Error(w, http.StatusText(s.codes[n-1]), s.codes[n-1])
+			return
+		}
+		_ = json.NewEncoder(w).Encode(api.SessionStatus{Status: "active", Epoch: 1})
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// Server and gateway errors while waiting are retried with backoff.
+func TestOpenRetriesServerErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &scriptedStatus{codes: []int{502, 503, 500}}
+		start := time.Now()
+		open(t, fakeClient(t, h))
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		require.Len(t, h.polls, 4)
+		var gaps []time.Duration
+		for _, p := range h.polls {
+			gaps = append(gaps, p.Sub(start))
+		}
+		assert.Equal(t, []time.Duration{0, 2 * time.Second, 6 * time.Second, 14 * time.Second}, gaps)
+	})
+}
+
+// Client errors while waiting are not retried.
+func TestOpenDoesNotRetryClientErrors(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &scriptedStatus{codes: []int{403}}
+		_, err := fakeClient(t, h).Open(context.Background())
+		var se *client.Error
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, 403, se.StatusCode)
+		assert.Len(t, h.polls, 1)
+	})
+}
+
+func TestOpenWithoutSessionID(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"position":0}`))
+	})
+	_, err := fakeClient(t, h).Open(t.Context())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no session_id")
+}
+
+func TestOpenWhileDraining(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	srv.API().Drain()
+	_, err := srv.Client().Open(t.Context())
+	require.ErrorIs(t, err, client.ErrUnavailable)
+	var se *client.Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, http.StatusServiceUnavailable, se.StatusCode)
+	assert.Equal(t, api.DetailShuttingDown, se.Detail)
+}
+
+func TestTransportError(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	c := srv.Client()
+	s, err := c.Open(t.Context())
+	require.NoError(t, err)
+	srv.Close()
+
+	_, err = s.Status(t.Context())
+	var te *client.TransportError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, "GET", te.Method)
+	assert.Equal(t, "/lab", te.Path)
+	for _, sentinel := range []error{client.ErrNotFound, client.ErrUnavailable, client.ErrBusy, client.ErrClosed} {
+		assert.NotErrorIs(t, err, sentinel)
+	}
+	var se *client.Error
+	assert.False(t, errors.As(err, &se))
+
+	_, err = c.Open(t.Context())
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, "/session", te.Path)
+
+	// Close cannot reach the server: it says so (and stops heartbeats).
+	err = s.Close(t.Context())
+	require.ErrorAs(t, err, &te)
+	assert.Contains(t, err.Error(), "close session")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A session promoted between its creation and its first long-poll gets
+// its answer at once, not after the poll's 30 s.
+func TestPromotionBeforeFirstPoll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		s1, err := srv.Client().Open(context.Background())
+		require.NoError(t, err)
+
+		gate := make(chan struct{})
+		var once sync.Once
+		next := srv.HTTPClient().Transport
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodGet {
+				once.Do(func() { <-gate })
+			}
+			return next.RoundTrip(r)
+		})}
+		errc := make(chan error, 1)
+		var s2 *client.Session
+		go func() {
+			var err error
+			s2, err = srv.Client(client.WithHTTPClient(hc)).Open(context.Background())
+			errc <- err
+		}()
+		synctest.Wait() // the second session is queued; its first poll is held
+		require.Equal(t, 2, srv.API().Sessions())
+		require.NoError(t, s1.Close(context.Background()))
+		start := time.Now()
+		close(gate)
+		require.NoError(t, <-errc)
+		assert.Equal(t, start, time.Now())
+		require.NoError(t, s2.Close(context.Background()))
+	})
+}

@@ -1,0 +1,348 @@
+package remotelabtest_test
+
+// End to end: separate test binaries of a small module (testdata/e2emod),
+// each run with `go test`, share one remotelabd running the netlab runner
+// over the fake netlab. The daemon and the fake are built by the test.
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// e2eWait bounds each wait of the end-to-end test for a process (builds
+// included, on a busy machine). A passing test never waits it out.
+const e2eWait = 3 * time.Minute
+
+// e2eActiveTTL is the daemon's active TTL; the test binaries heartbeat
+// every second.
+const e2eActiveTTL = 5 * time.Second
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds remotelabd and runs go test")
+	}
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	bin := t.TempDir()
+	goBuild(t, root, filepath.Join(bin, "remotelabd"), "./cmd/remotelabd")
+	fakeBin := filepath.Join(bin, "fake")
+	goBuild(t, root, filepath.Join(fakeBin, "netlab"), "./netlab/fakenetlab")
+
+	d := startDaemon(t, filepath.Join(bin, "remotelabd"), fakeBin)
+	ctl := newControl(t)
+	mod := newE2EModule(t, root)
+	run := func(name string) *goTest { return mod.start(t, name, d.url, ctl.url) }
+
+	// FIFO: B queues while A holds the lab, and gets it once A is done.
+	a := run("A")
+	evA := ctl.wait(t, "A")
+	assert.Equal(t, 2, evA.devices)
+	assert.NotEmpty(t, evA.host)
+	b := run("B")
+	d.waitFor(t, `Created session \S+ at queue position 1`, 1)
+	releasedA := time.Now()
+	ctl.release("A")
+	a.mustPass(t)
+	evB := ctl.wait(t, "B")
+	t.Logf("B got the lab %v after A let go", evB.at.Sub(releasedA).Round(time.Millisecond))
+	assert.True(t, evB.at.After(releasedA), "B got the lab while A held it")
+	assert.Equal(t, 2, evB.devices)
+	assert.True(t, evB.reused, "B reuses the lab A left idle")
+	ctl.release("B")
+	b.mustPass(t)
+	assert.Equal(t, 0, d.queueLength(t))
+
+	// A killed test binary: the next one gets the lab after the active TTL.
+	c := run("C")
+	evC := ctl.wait(t, "C")
+	dd := run("D")
+	d.waitFor(t, `Created session \S+ at queue position 1`, 2)
+	p, err := os.FindProcess(evC.pid)
+	require.NoError(t, err)
+	killed := time.Now()
+	require.NoError(t, p.Kill())
+	c.mustFail(t)
+	evD := ctl.wait(t, "D")
+	t.Logf("D got the lab %v after C was killed", evD.at.Sub(killed).Round(time.Millisecond))
+	assert.GreaterOrEqual(t, evD.at.Sub(killed), e2eActiveTTL-2*time.Second,
+		"D got the lab before C's session could expire")
+	d.waitFor(t, `Removing stale session \S+ due to inactivity`, 1)
+	assert.Equal(t, 2, evD.devices)
+	ctl.release("D")
+	dd.mustPass(t)
+	assert.Equal(t, 0, d.queueLength(t))
+}
+
+func goBuild(t *testing.T, dir, out, pkg string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build %s:\n%s", pkg, b)
+}
+
+// notifyBuffer collects output and wakes waiters on each write.
+type notifyBuffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func newNotifyBuffer() *notifyBuffer { return &notifyBuffer{changed: make(chan struct{})} }
+
+func (b *notifyBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return b.buf.Write(p)
+}
+
+func (b *notifyBuffer) snapshot() (string, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String(), b.changed
+}
+
+// daemon is a running remotelabd.
+type daemon struct {
+	url  string
+	out  *notifyBuffer
+	done chan struct{}
+}
+
+func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
+	t.Helper()
+	tmp := t.TempDir()
+	cmd := exec.Command(exe, "--runner", "netlab", "--host", "127.0.0.1", "--port", "0",
+		"--active-ttl", e2eActiveTTL.String(), "--state-dir", filepath.Join(tmp, "state"))
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "TMPDIR" && k != "HOME" && k != "PATH" && !strings.HasPrefix(k, "FAKE_NETLAB_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	// Own TMPDIR (single-instance lock) and HOME (the fake's status file).
+	home := filepath.Join(tmp, "home")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, "HOME="+home,
+		"PATH="+fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	d := &daemon{out: newNotifyBuffer(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	require.NoError(t, cmd.Start())
+	go func() {
+		_ = cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-d.done:
+		case <-time.After(e2eWait):
+			_ = cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			s, _ := d.out.snapshot()
+			t.Logf("remotelabd output:\n%s", s)
+		}
+	})
+	m := d.waitFor(t, `listening on (127\.0\.0\.1:\d+)`, 1)
+	d.url = "http://" + m[1]
+	return d
+}
+
+// waitFor waits until the daemon's output matches re n times and returns
+// the submatches of the nth match.
+func (d *daemon) waitFor(t *testing.T, re string, n int) []string {
+	t.Helper()
+	rx := regexp.MustCompile(re)
+	timer := time.NewTimer(e2eWait)
+	defer timer.Stop()
+	for {
+		s, changed := d.out.snapshot()
+		if ms := rx.FindAllStringSubmatch(s, -1); len(ms) >= n {
+			return ms[n-1]
+		}
+		select {
+		case <-changed:
+		case <-d.done:
+			t.Fatalf("remotelabd exited before logging %q %d times", re, n)
+		case <-timer.C:
+			t.Fatalf("remotelabd did not log %q %d times within %v", re, n, e2eWait)
+		}
+	}
+}
+
+func (d *daemon) queueLength(t *testing.T) int {
+	t.Helper()
+	h := serverHealth(t, d.url)
+	n, ok := h["queue_length"].(float64)
+	require.True(t, ok, "health: %v", h)
+	return int(n)
+}
+
+// holdEvent is a test binary's report that it holds the lab.
+type holdEvent struct {
+	name    string
+	pid     int
+	devices int
+	reused  bool
+	host    string
+	at      time.Time
+}
+
+// control is the server the test binaries report to; each holds the lab
+// until its report is answered.
+type control struct {
+	url    string
+	events chan holdEvent
+
+	mu       sync.Mutex
+	released map[string]chan struct{}
+}
+
+func newControl(t *testing.T) *control {
+	c := &control{events: make(chan holdEvent, 8), released: make(map[string]chan struct{})}
+	ts := httptest.NewServer(c)
+	t.Cleanup(ts.Close)
+	c.url = ts.URL
+	return c
+}
+
+func (c *control) ch(name string) chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.released[name] == nil {
+		c.released[name] = make(chan struct{})
+	}
+	return c.released[name]
+}
+
+func (c *control) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pid, _ := strconv.Atoi(q.Get("pid"))
+	devices, _ := strconv.Atoi(q.Get("devices"))
+	c.events <- holdEvent{
+		name: q.Get("name"), pid: pid, devices: devices,
+		reused: q.Get("reused") == "true", host: q.Get("host"), at: time.Now(),
+	}
+	select {
+	case <-c.ch(q.Get("name")):
+		w.WriteHeader(http.StatusNoContent)
+	case <-r.Context().Done():
+	}
+}
+
+func (c *control) release(name string) { close(c.ch(name)) }
+
+// wait waits for the next report, which must come from name.
+func (c *control) wait(t *testing.T, name string) holdEvent {
+	t.Helper()
+	select {
+	case ev := <-c.events:
+		require.Equal(t, name, ev.name, "the lab went to the wrong test binary")
+		return ev
+	case <-time.After(e2eWait):
+		t.Fatalf("test binary %s did not get the lab within %v", name, e2eWait)
+		return holdEvent{}
+	}
+}
+
+// e2eModule is testdata/e2emod with a go.mod whose replace directive
+// points at this repository.
+type e2eModule struct{ dir, modfile string }
+
+func newE2EModule(t *testing.T, root string) *e2eModule {
+	t.Helper()
+	dir := filepath.Join(root, "remotelabtest", "testdata", "e2emod")
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	require.NoError(t, err)
+	gomod := strings.Replace(string(b), "=> ../../..", "=> "+root, 1)
+	require.NotEqual(t, string(b), gomod)
+	tmp := t.TempDir()
+	modfile := filepath.Join(tmp, "go.mod")
+	require.NoError(t, os.WriteFile(modfile, []byte(gomod), 0o644))
+	// The repository's go.sum has every checksum the module needs, so
+	// `go test` resolves it from the module cache without the network.
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "go.sum"), sum, 0o644))
+	return &e2eModule{dir: dir, modfile: modfile}
+}
+
+// goTest is a running `go test` of the module.
+type goTest struct {
+	name string
+	out  bytes.Buffer
+	done chan struct{}
+	err  error
+}
+
+func (m *e2eModule) start(t *testing.T, name, serverURL, controlURL string) *goTest {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "go", "test", "-modfile="+m.modfile, "-count=1", "-v", ".")
+	cmd.Dir = m.dir
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REMOTE_LAB_") && !strings.HasPrefix(kv, "GOFLAGS=") &&
+			!strings.HasPrefix(kv, "GOPROXY=") && !strings.HasPrefix(kv, "GOWORK=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"GOFLAGS=-mod=mod", "GOPROXY=off", "GOWORK=off",
+		"REMOTE_LAB_URL="+serverURL, "REMOTE_LAB_REQUIRED=1", "REMOTE_LAB_HEARTBEAT_INTERVAL=1s",
+		"E2E_NAME="+name, "E2E_CONTROL="+controlURL)
+	g := &goTest{name: name, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &g.out, &g.out
+	require.NoError(t, cmd.Start())
+	go func() {
+		g.err = cmd.Wait()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		<-g.done // CommandContext kills it when the test ends
+		if t.Failed() {
+			t.Logf("go test %s output:\n%s", name, g.out.String())
+		}
+	})
+	return g
+}
+
+func (g *goTest) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-g.done:
+		return g.err
+	case <-time.After(e2eWait):
+		t.Fatalf("go test %s did not end within %v", g.name, e2eWait)
+		return nil
+	}
+}
+
+func (g *goTest) mustPass(t *testing.T) {
+	t.Helper()
+	err := g.wait(t)
+	require.NoError(t, err, "go test %s:\n%s", g.name, g.out.String())
+	require.Contains(t, g.out.String(), "--- PASS: TestHoldLab")
+}
+
+func (g *goTest) mustFail(t *testing.T) {
+	t.Helper()
+	err := g.wait(t)
+	require.Error(t, err, fmt.Sprintf("go test %s:\n%s", g.name, g.out.String()))
+}

@@ -1,0 +1,332 @@
+package remotelabtest_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/remotelabtest"
+)
+
+func TestLabSkipsWithoutURL(t *testing.T) {
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL=")
+	require.NoError(t, err)
+	assert.Contains(t, out, "--- SKIP: TestChildLab")
+	assert.Contains(t, out, "REMOTE_LAB_URL is not set")
+	assert.Contains(t, out, "REMOTE_LAB_URL=http://host:8000")
+}
+
+func TestLabRequiredFailsWithoutURL(t *testing.T) {
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL=", "REMOTE_LAB_REQUIRED=1")
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Contains(t, out, "--- FAIL: TestChildLab")
+	assert.Contains(t, out, "REMOTE_LAB_REQUIRED requires lab tests to run")
+	assert.Contains(t, out, "REMOTE_LAB_URL=http://host:8000")
+}
+
+func TestLabRequiredInvalid(t *testing.T) {
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_REQUIRED=maybe")
+	require.Error(t, err)
+	assert.Contains(t, out, `REMOTE_LAB_REQUIRED="maybe": want 1 or 0`)
+}
+
+func TestLabRequiredOff(t *testing.T) {
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_REQUIRED=0")
+	require.NoError(t, err)
+	assert.Contains(t, out, "--- SKIP: TestChildLab")
+}
+
+func TestLabWithoutMainFails(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL="+srv.URL(), envNoMain+"=1")
+	require.Error(t, err)
+	assert.Contains(t, out, "--- FAIL: TestChildLab")
+	assert.Contains(t, out, "Lab needs remotelabtest.Main in TestMain")
+	assert.Contains(t, out, "func TestMain(m *testing.M) { os.Exit(remotelabtest.Main(m)) }")
+	assert.Empty(t, srv.Runner().Calls())
+}
+
+// A test binary gets its lab, and its session is gone when it exits.
+func TestLabInTestBinary(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL="+srv.URL())
+	require.NoError(t, err)
+	assert.Contains(t, out, "--- PASS: TestChildLab")
+	assert.Contains(t, out, "r1 mgmt 192.168.121.101")
+
+	assert.Equal(t, 0, srv.API().Sessions())
+	st := srv.Manager().Status()
+	assert.Equal(t, 0, st.RefCount)
+	assert.EqualValues(t, "idle", st.State)
+	assert.Len(t, srv.Runner().Calls(), 1)
+}
+
+func TestLabUnknownDevice(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL="+srv.URL(), "REMOTELABTEST_UNKNOWN_DEVICE=1")
+	require.Error(t, err)
+	assert.Contains(t, out, `lab testdata/lab.yml has no device "r9" (it has r1, r2)`)
+}
+
+func TestLabOpenFails(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	srv.API().Drain()
+	out, err := runChild(t, "TestChildLab", "REMOTE_LAB_URL="+srv.URL())
+	require.Error(t, err)
+	assert.Contains(t, out, "open the lab session")
+	assert.Contains(t, out, "503 Service Unavailable")
+}
+
+func TestTwoLabsInOneTestFail(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildTwoLabs", "REMOTE_LAB_URL="+srv.URL())
+	require.Error(t, err)
+	assert.Contains(t, out, "--- FAIL: TestChildTwoLabs")
+	assert.Contains(t, out, "TestChildTwoLabs asks for lab testdata/lab-b.yml while TestChildTwoLabs still holds lab testdata/lab.yml")
+	assert.Contains(t, out, "would wait on itself")
+	assert.NotContains(t, out, "NOT REACHED")
+	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Manager().Status().RefCount)
+}
+
+func TestSubtestAsksForAnotherLab(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildSubtestTwoLabs", "REMOTE_LAB_URL="+srv.URL())
+	require.Error(t, err)
+	assert.Contains(t, out, "--- FAIL: TestChildSubtestTwoLabs/sub")
+	assert.Contains(t, out, "TestChildSubtestTwoLabs/sub asks for lab testdata/lab.yml while TestChildSubtestTwoLabs still holds lab testdata/lab.yml")
+	assert.NotContains(t, out, "NOT REACHED")
+}
+
+func TestLabReleasedInCleanup(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildRelease", "REMOTE_LAB_URL="+srv.URL())
+	require.NoError(t, err)
+	assert.Contains(t, out, "--- PASS: TestChildRelease")
+	assert.Len(t, srv.Runner().Calls(), 1, "the second subtest reuses the lab")
+}
+
+func TestBinaryWithoutLabsDoesNotQueue(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildNoLab", "REMOTE_LAB_URL="+srv.URL())
+	require.NoError(t, err)
+	assert.Contains(t, out, "--- PASS: TestChildNoLab")
+}
+
+// SIGINT and SIGTERM close the binary's session before it exits.
+func TestSignalClosesSession(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			srv := remotelabtest.NewServer(t)
+			cmd := child(t, "TestChildHold", "REMOTE_LAB_URL="+srv.URL())
+			stdin, err := cmd.StdinPipe()
+			require.NoError(t, err)
+			defer stdin.Close()
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			require.NoError(t, cmd.Start())
+
+			lines := bufio.NewScanner(stdout)
+			var out strings.Builder
+			for lines.Scan() {
+				out.WriteString(lines.Text() + "\n")
+				if lines.Text() == "HOLDING" {
+					break
+				}
+			}
+			require.Contains(t, out.String(), "HOLDING")
+			require.Equal(t, 1, srv.API().Sessions())
+			require.Equal(t, 1, srv.Manager().Status().RefCount)
+
+			require.NoError(t, cmd.Process.Signal(sig))
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for lines.Scan() {
+					out.WriteString(lines.Text() + "\n")
+				}
+			}()
+			<-done
+			err = cmd.Wait()
+			t.Logf("child output:\n%s%s", out.String(), stderr.String())
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee)
+			ws := ee.Sys().(syscall.WaitStatus)
+			assert.True(t, ws.Signaled() && ws.Signal() == sig || ws.ExitStatus() == 1, "exit: %v", err)
+			assert.Contains(t, stderr.String(), "closing the lab session")
+
+			assert.Equal(t, 0, srv.API().Sessions())
+			assert.Equal(t, 0, srv.Manager().Status().RefCount)
+		})
+	}
+}
+
+// envOf returns a getenv that knows only the given variables.
+func envOf(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+// inProcess returns per-binary state using srv, with its client requests
+// passed through rt (nil: directly).
+func inProcess(srv *remotelabtest.Server, rt func(http.RoundTripper) http.RoundTripper) *remotelabtest.Binary {
+	return remotelabtest.NewBinary(envOf(map[string]string{client.EnvURL: srv.URL()}), func() (*client.Client, error) {
+		tr := srv.HTTPClient().Transport
+		if rt != nil {
+			tr = rt(tr)
+		}
+		return srv.Client(client.WithHTTPClient(&http.Client{Transport: tr})), nil
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestMainReturnsCodeAndClosesSession(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	b := inProcess(srv, nil)
+	code := b.Main(func() int {
+		assert.Equal(t, 0, srv.API().Sessions(), "the session opens lazily")
+		t.Run("lab", func(t *testing.T) {
+			b.Lab(t, "testdata/lab.yml")
+			assert.Equal(t, 1, srv.API().Sessions())
+		})
+		return 3
+	})
+	assert.Equal(t, 3, code)
+	assert.Equal(t, 0, srv.API().Sessions())
+}
+
+func TestMainClosesSessionOnPanic(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	b := inProcess(srv, nil)
+	assert.PanicsWithValue(t, "boom", func() {
+		b.Main(func() int {
+			b.Lab(t, "testdata/lab.yml")
+			require.Equal(t, 1, srv.API().Sessions())
+			panic("boom")
+		})
+	})
+	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Manager().Status().RefCount)
+}
+
+// Parallel tests on one lab share it: one start, both hold it at once.
+func TestParallelTestsShareALab(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	b := inProcess(srv, nil)
+	b.Main(func() int {
+		t.Run("group", func(t *testing.T) {
+			aHolds, bHolds := make(chan struct{}), make(chan struct{})
+			t.Run("a", func(t *testing.T) {
+				t.Parallel()
+				lab := b.Lab(t, "testdata/lab.yml")
+				assert.False(t, lab.Reused())
+				close(aHolds)
+				<-bHolds
+				assert.Equal(t, 2, srv.Manager().Status().RefCount)
+			})
+			t.Run("b", func(t *testing.T) {
+				t.Parallel()
+				<-aHolds
+				lab := b.Lab(t, "testdata/lab.yml")
+				assert.True(t, lab.Reused())
+				close(bHolds)
+			})
+		})
+		return 0
+	})
+	assert.Len(t, srv.Runner().Calls(), 1)
+}
+
+// Parallel tests on different labs take turns: the second waits until the
+// first released its lab, instead of failing or waiting on itself.
+func TestParallelTestsTakeTurnsForDifferentLabs(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	conflicted := make(chan struct{})
+	var once sync.Once
+	b := inProcess(srv, func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err == nil && r.URL.Path == "/lab" && resp.StatusCode == http.StatusConflict {
+				once.Do(func() { close(conflicted) })
+			}
+			return resp, err
+		})
+	})
+	var order []string
+	var mu sync.Mutex
+	note := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, s)
+	}
+	b.Main(func() int {
+		t.Run("group", func(t *testing.T) {
+			aHolds := make(chan struct{})
+			t.Run("a", func(t *testing.T) {
+				t.Parallel()
+				b.Lab(t, "testdata/lab.yml")
+				note("a holds")
+				close(aHolds)
+				<-conflicted // b asked while a holds its lab
+				t.Cleanup(func() { note("a releases") })
+			})
+			t.Run("b", func(t *testing.T) {
+				t.Parallel()
+				<-aHolds
+				lab := b.Lab(t, "testdata/lab-b.yml")
+				note("b holds")
+				assert.Len(t, lab.Devices(), 3)
+			})
+		})
+		return 0
+	})
+	assert.Equal(t, []string{"a holds", "a releases", "b holds"}, order)
+	var ops []string
+	for _, c := range srv.Runner().Calls() {
+		ops = append(ops, c.Op)
+	}
+	assert.Equal(t, []string{"up", "down", "up"}, ops[:3])
+}
+
+func TestLabAfterMainEnded(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	b := inProcess(srv, nil)
+	b.Main(func() int { return 0 })
+	ft := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Lab(ft, "testdata/lab.yml")
+	}()
+	<-done
+	assert.Contains(t, ft.msg, "already closed")
+}
+
+// fatalRecorder records the message of a Fatal call and ends the calling
+// goroutine, as testing.T does.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
