@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// server is a server process this tool started: remotelabd, or this
+// binary in its "serve" role (httpserver in a process of its own that also
+// reports its goroutine count). Each has a private TMPDIR, so its
+// single-instance lock, lab lock, spool and work directories never meet
+// those of other servers on the machine.
+type server struct {
+	Name     string
+	URL      string
+	Tmp      string // the process's TMPDIR
+	StateDir string
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	err    error         // Wait's result, valid after exited
+
+	mu   sync.Mutex
+	tail []string // last lines of its output
+}
+
+// stateDirArg in the arguments of startProcess is replaced by the
+// server's state directory.
+const stateDirArg = "{state-dir}"
+
+// addrRE finds a loopback host:port in the "listening on" log line.
+var addrRE = regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]*\]:\d+)`)
+
+// startProcess starts path with args and extra environment in a process
+// group of its own and waits (up to 30 s) for its "listening on ADDR"
+// line.
+func startProcess(ctx context.Context, name, path string, args, env []string) (*server, error) {
+	tmp, err := os.MkdirTemp("", "remotelab-load-"+name+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{Name: name, Tmp: tmp, StateDir: filepath.Join(tmp, "state"), exited: make(chan struct{})}
+	if err := os.Mkdir(s.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	args = slices.Clone(args)
+	for i, a := range args {
+		if a == stateDirArg {
+			args[i] = s.StateDir
+		}
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	w.Close()
+	s.cmd = cmd
+	addr := make(chan string, 1)
+	go s.readOutput(r, addr)
+	go func() {
+		s.err = cmd.Wait()
+		close(s.exited)
+	}()
+	select {
+	case a := <-addr:
+		s.URL = "http://" + a
+		return s, nil
+	case <-s.exited:
+		return nil, fmt.Errorf("start %s: exited before listening (%v): %s", name, s.err, s.Tail(20))
+	case <-time.After(30 * time.Second):
+	case <-ctx.Done():
+	}
+	s.Kill()
+	return nil, fmt.Errorf("start %s: no \"listening on\" line within 30 s: %s", name, s.Tail(20))
+}
+
+// readOutput keeps the last lines of the process's output and reports the
+// first listening address. It returns when the process closes its output.
+func (s *server) readOutput(r io.ReadCloser, addr chan<- string) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	found := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !found && strings.Contains(strings.ToLower(line), "listening") {
+			if m := addrRE.FindString(line); m != "" {
+				found = true
+				addr <- m
+			}
+		}
+		s.mu.Lock()
+		s.tail = append(s.tail, line)
+		if len(s.tail) > 400 {
+			s.tail = append([]string(nil), s.tail[len(s.tail)-200:]...)
+		}
+		s.mu.Unlock()
+	}
+	_, _ = io.Copy(io.Discard, r) // a line too long for the scanner
+}
+
+// Tail returns the last n lines of the process's output.
+func (s *server) Tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.tail[max(0, len(s.tail)-n):]
+	return strings.Join(l, "\n")
+}
+
+// Logs returns the output lines kept so far.
+func (s *server) Logs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.tail...)
+}
+
+// Pid returns the process id.
+func (s *server) Pid() int { return s.cmd.Process.Pid }
+
+// Signal sends sig to the process.
+func (s *server) Signal(sig syscall.Signal) error { return syscall.Kill(s.Pid(), sig) }
+
+// WaitExit waits up to d for the process to exit and returns its exit
+// code (-1 if killed by a signal), or an error on timeout.
+func (s *server) WaitExit(d time.Duration) (int, error) {
+	select {
+	case <-s.exited:
+	case <-time.After(d):
+		return 0, fmt.Errorf("%s did not exit within %s", s.Name, d)
+	}
+	return s.cmd.ProcessState.ExitCode(), nil
+}
+
+// Kill kills the process group and waits for the process.
+func (s *server) Kill() {
+	_ = syscall.Kill(-s.Pid(), syscall.SIGKILL)
+	<-s.exited
+}
+
+// Stop sends SIGTERM, waits up to 20 s, then kills the group. It removes
+// the temporary directory and returns the time the process took to exit
+// after SIGTERM.
+func (s *server) Stop() time.Duration {
+	defer os.RemoveAll(s.Tmp)
+	select {
+	case <-s.exited:
+		return 0
+	default:
+	}
+	t0 := time.Now()
+	_ = s.Signal(syscall.SIGTERM)
+	if _, err := s.WaitExit(20 * time.Second); err != nil {
+		s.Kill()
+	}
+	return time.Since(t0)
+}
+
+// GroupAlive reports whether any process of the server's process group is
+// still alive.
+func (s *server) GroupAlive() bool {
+	return syscall.Kill(-s.Pid(), 0) == nil
+}
+
+// RSS returns the process's resident set size (VmRSS) and peak (VmHWM) in
+// bytes.
+func (s *server) RSS() (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Pid()))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read rss: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, nil
+}
+
+// Goroutines returns the server's goroutine count from GET
+// /debug/goroutines, or -1 if it does not report one (remotelabd).
+func (s *server) Goroutines(ctx context.Context) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+goroutinesPath, nil)
+	if err != nil {
+		return -1
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Goroutines int `json:"goroutines"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&v) != nil {
+		return -1
+	}
+	return v.Goroutines
+}
+
+// SettledGoroutines polls Goroutines until two readings 100 ms apart
+// agree and are at most target (or, with target < 0, just agree), for at
+// most d, and returns the last reading.
+func (s *server) SettledGoroutines(ctx context.Context, target int, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	last := s.Goroutines(ctx)
+	for time.Now().Before(deadline) && last >= 0 {
+		time.Sleep(100 * time.Millisecond)
+		g := s.Goroutines(ctx)
+		if g == last && (target < 0 || g <= target) {
+			return g
+		}
+		last = g
+	}
+	return last
+}
+
+// Leftovers lists the files the server left in its TMPDIR and state
+// directory besides lock files: lab working directories' contents,
+// spooled uploads, lab records, instance metadata.
+func (s *server) Leftovers() []string {
+	var out []string
+	_ = filepath.WalkDir(s.Tmp, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(d.Name(), ".lock") {
+			return nil
+		}
+		rel, _ := filepath.Rel(s.Tmp, p)
+		out = append(out, rel)
+		return nil
+	})
+	return out
+}
