@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -278,6 +279,9 @@ func FromEnv(opts ...Option) (*Client, error) {
 func parseDuration(s string) (time.Duration, error) {
 	var d time.Duration
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) {
+			return 0, errors.New("want seconds (30) or a duration (90s)")
+		}
 		if f > float64(1<<62)/float64(time.Second) {
 			return 0, errors.New("too large")
 		}

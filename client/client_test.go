@@ -94,6 +94,8 @@ func TestFromEnvRejects(t *testing.T) {
 		{client.EnvSessionTimeout, "-5"},
 		{client.EnvAcquisitionTimeout, "-1m"},
 		{client.EnvRequestTimeout, "1e300"},
+		{client.EnvRequestTimeout, "NaN"},
+		{client.EnvSessionTimeout, "Inf"},
 		{client.EnvHeartbeatInterval, "0"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {

@@ -219,8 +219,18 @@ func checkTopologyName(name string) error {
 
 // walkExtraDir lists the regular files under dir.
 func walkExtraDir(dir string) ([]uploadFile, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("extra files: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("extra files: %s is not a directory", dir)
+	}
+	// WalkDir does not follow a root that is a symbolic link; with a
+	// trailing separator the root is the directory it points to.
+	root := dir + string(filepath.Separator)
 	var files []uploadFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -234,7 +244,7 @@ func walkExtraDir(dir string) ([]uploadFile, error) {
 		default:
 			return nil // directories are walked; special files skipped
 		}
-		rel, err := filepath.Rel(dir, p)
+		rel, err := filepath.Rel(root, p)
 		if err != nil {
 			return err
 		}

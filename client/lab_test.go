@@ -280,12 +280,19 @@ func TestExtraFilesSkipsSpecialFiles(t *testing.T) {
 }
 
 // A conflict (the session holds another lab) is answered at once and not
-// retried; the original client retried it forever.
+// retried; the original client retried it forever. (In a bubble, so that a
+// retry would show as more requests instead of a hang.)
 func TestAcquireConflict(t *testing.T) {
-	srv := remotelabtest.NewServer(t)
+	synctest.Test(t, testAcquireConflict)
+}
+
+func testAcquireConflict(t *testing.T) {
+	srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
 	c, rec := recordingClient(srv)
 	s := open(t, c)
 	ctx := t.Context()
+	start := time.Now()
+	defer func() { assert.Zero(t, time.Since(start), "a conflict must not wait") }()
 	_, _, err := s.Acquire(ctx, "testdata/lab.yml")
 	require.NoError(t, err)
 
@@ -552,4 +559,53 @@ func TestAcquireServerStopsReading(t *testing.T) {
 	big := make([]byte, 8<<20)
 	_, _, err := s.Acquire(t.Context(), "testdata/lab.yml", client.ExtraBytes("big.bin", big))
 	require.ErrorIs(t, err, client.ErrTooLarge)
+}
+
+// A lab start takes as long as it takes: the per-request timeout does not
+// cut POST /lab short, only the acquisition timeout bounds it.
+func TestAcquireOutlastsRequestTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		runner := &remotelabtest.FakeRunner{UpDelay: 3 * time.Minute}
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(), remotelabtest.WithRunner(runner))
+		s := open(t, srv.Client(client.WithRequestTimeout(30*time.Second)))
+		start := time.Now()
+		devs, _, err := s.Acquire(context.Background(), "testdata/lab.yml")
+		require.NoError(t, err)
+		assert.Equal(t, 3*time.Minute, time.Since(start))
+		assert.Len(t, devs, 2)
+
+		// The acquisition timeout does bound it.
+		require.NoError(t, s.Release(context.Background()))
+		require.NoError(t, s.Close(context.Background()))
+		s2 := open(t, srv.Client(client.WithAcquisitionTimeout(time.Minute)))
+		start = time.Now()
+		_, _, err = s2.Acquire(context.Background(), "testdata/lab.yml", client.Reuse(false))
+		assert.Equal(t, time.Minute, time.Since(start))
+		var te *client.TransportError
+		require.ErrorAs(t, err, &te)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+}
+
+// ExtraFiles follows a symbolic link given as the directory itself, and
+// rejects a path that is not a directory.
+func TestExtraFilesRoot(t *testing.T) {
+	var got []string
+	runner := &remotelabtest.FakeRunner{UpHook: func(ctx context.Context, spec lab.Spec) error {
+		got = spec.Bundle.Paths()
+		return nil
+	}}
+	s := open(t, remotelabtest.NewServer(t, remotelabtest.WithRunner(runner)).Client())
+	configs, err := filepath.Abs("testdata/configs")
+	require.NoError(t, err)
+	link := filepath.Join(t.TempDir(), "configs")
+	require.NoError(t, os.Symlink(configs, link))
+
+	_, _, err = s.Acquire(t.Context(), "testdata/lab.yml", client.ExtraFiles(link))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"r1.cfg", "sub/r2.cfg"}, got)
+
+	_, _, err = s.Acquire(t.Context(), "testdata/lab.yml", client.ExtraFiles("testdata/lab.yml"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a directory")
 }

@@ -142,7 +142,7 @@ func (s *Session) waitActive(parent context.Context, st sessionAnswer) error {
 // ended, or the session timeout passed.
 func (s *Session) waitEnded(parent, ctx context.Context, position int) error {
 	if err := parent.Err(); err != nil {
-		return fmt.Errorf("wait for active: %w", context.Cause(parent))
+		return fmt.Errorf("wait for active: still queued at position %d: %w", position, context.Cause(parent))
 	}
 	return fmt.Errorf("wait for active: still queued at position %d after %v: %w",
 		position, s.c.cfg.sessionTimeout, context.Cause(ctx))
@@ -209,13 +209,16 @@ func (s *Session) String() string { return "session " + shortID(s.id) }
 // stays up, idle, for the next session. A session the server no longer
 // knows (it expired) counts as closed. Close is idempotent: once it
 // succeeded, later calls return nil without a request; if the request
-// failed, a later Close tries again. After Close every other method
-// returns ErrClosed.
+// failed, a later Close tries again. Every call, concurrent ones too,
+// returns only after the background heartbeats have stopped. After Close
+// every other method returns ErrClosed.
 func (s *Session) Close(ctx context.Context) error {
-	if !s.closing.Swap(true) {
-		s.stopHeartbeat()
-		<-s.heartbeatDone
-	}
+	// Not just the first Close waits: a concurrent one must neither end
+	// the session while a heartbeat is in flight nor return before the
+	// heartbeat goroutine has.
+	s.closing.Store(true)
+	s.stopHeartbeat()
+	<-s.heartbeatDone
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed {

@@ -299,8 +299,12 @@ func TestOpenSessionTimeout(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
 		open(t, srv.Client())
 		c := srv.Client(client.WithSessionTimeout(time.Minute))
+		// A longer bound of its own, so that a client that ignored its
+		// session timeout fails the test instead of hanging it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
 		start := time.Now()
-		s, err := c.Open(context.Background())
+		s, err := c.Open(ctx)
 		require.Error(t, err)
 		assert.Nil(t, s)
 		assert.Equal(t, time.Minute, time.Since(start))
@@ -318,6 +322,7 @@ func TestOpenCancelled(t *testing.T) {
 		time.AfterFunc(10*time.Second, cancel)
 		_, err := srv.Client().Open(ctx)
 		require.ErrorIs(t, err, context.Canceled)
+		assert.Contains(t, err.Error(), "still queued at position 1: context canceled")
 		assert.Equal(t, 1, srv.API().Sessions())
 	})
 }
@@ -464,5 +469,85 @@ func TestPromotionBeforeFirstPoll(t *testing.T) {
 		require.NoError(t, <-errc)
 		assert.Equal(t, start, time.Now())
 		require.NoError(t, s2.Close(context.Background()))
+	})
+}
+
+// Every Close returns only after the heartbeats stopped, also a Close that
+// runs while another is still waiting for a heartbeat in flight.
+func TestCloseWaitsForHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		gate := make(chan struct{})
+		var inFlight sync.WaitGroup // heartbeat requests not yet answered
+		next := srv.HTTPClient().Transport
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.URL.Path == "/session/heartbeat" {
+				inFlight.Add(1)
+				defer inFlight.Done()
+				<-gate // a slow network that ignores the request's context
+			}
+			return next.RoundTrip(r)
+		})}
+		s, err := srv.Client(client.WithHTTPClient(hc), client.WithHeartbeatInterval(time.Second)).Open(context.Background())
+		require.NoError(t, err)
+		time.Sleep(time.Second)
+		synctest.Wait() // a heartbeat is in flight
+
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { first <- s.Close(context.Background()) }()
+		synctest.Wait()
+		go func() { second <- s.Close(context.Background()) }()
+		synctest.Wait()
+		assert.Empty(t, first, "Close returned while a heartbeat was in flight")
+		assert.Empty(t, second, "Close returned while a heartbeat was in flight")
+
+		close(gate)
+		require.NoError(t, <-first)
+		require.NoError(t, <-second)
+		inFlight.Wait()
+		assert.Equal(t, 0, srv.API().Sessions())
+	})
+}
+
+// A status long-poll may take longer than the per-request timeout by the
+// time it asks the server to wait.
+func TestLongPollOutlastsRequestTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logs := &logBuffer{}
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		s1 := open(t, srv.Client())
+		c, rec := recordingClient(srv, client.WithRequestTimeout(10*time.Second), client.WithLogger(newLogger(logs)))
+		time.AfterFunc(2*time.Minute, func() { _ = s1.Close(context.Background()) })
+		start := time.Now()
+		open(t, c)
+		assert.Equal(t, 2*time.Minute, time.Since(start))
+		assert.LessOrEqual(t, rec.count(http.MethodGet, "/session/"), 5)
+		assert.NotContains(t, logs.String(), "retrying")
+	})
+}
+
+// Heartbeats stop once the server no longer knows the session: nobody
+// revives it, and the client does not knock forever.
+func TestHeartbeatsStopWhenSessionGone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		c, rec := recordingClient(srv, client.WithHeartbeatInterval(3*time.Second))
+		s := open(t, c)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		require.Equal(t, 3, rec.count(http.MethodPost, "/session/heartbeat"))
+
+		// The session ends behind the client's back (an operator, a
+		// server-side expiry).
+		req, err := http.NewRequest(http.MethodDelete, srv.URL()+"/session/"+s.ID(), nil)
+		require.NoError(t, err)
+		resp, err := srv.HTTPClient().Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		assert.Equal(t, 4, rec.count(http.MethodPost, "/session/heartbeat"), "one heartbeat learns the session is gone")
 	})
 }

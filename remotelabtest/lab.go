@@ -65,6 +65,8 @@ func (h *LabHandle) Session() *client.Session { return h.session }
 // lab with the same content is reused) for t, and releases it in
 // t.Cleanup. It blocks while the test binary waits for its turn in the
 // server's queue and while the lab starts. Any failure fails the test.
+// The wait in the queue ends shortly before the test binary's -timeout
+// would, so that the session leaves the queue cleanly.
 //
 // A test, or a subtest of it, holds one lab at a time: asking for a
 // different one (or for a fresh start with client.Reuse(false)) while
@@ -193,12 +195,16 @@ func (b *binary) release(t testing.TB, h *LabHandle) {
 		return
 	}
 	// Waits for a running acquire of another test, which its own
-	// deadline bounds.
+	// deadline bounds. The bookkeeping below changes under the same lock,
+	// so strayReference sees b.held agree with the server.
 	_ = b.lock(context.Background())
+	defer b.unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	if !h.held && !b.strayReference(ctx, t, h) {
+		return
+	}
 	err := h.session.Release(ctx)
-	cancel()
-	b.unlock()
 	if h.held {
 		h.held = false
 		b.mu.Lock()
@@ -221,6 +227,26 @@ func (b *binary) release(t testing.TB, h *LabHandle) {
 	if err != nil && !errors.Is(err, client.ErrClosed) {
 		t.Errorf("remotelabtest: release lab %s: %v", h.topology, err)
 	}
+}
+
+// strayReference reports whether the session holds a lab reference that
+// no test of the binary accounts for: what an acquire that got no answer
+// leaves behind when the server did act on it. Releasing when there is
+// none would drop another test's reference to the same lab, and the
+// server could then restart or tear down that lab under it. The server
+// counts references per session, and only the active session holds any,
+// so the lab's reference count is this session's. b.sem must be held.
+func (b *binary) strayReference(ctx context.Context, t testing.TB, h *LabHandle) bool {
+	st, err := h.session.Status(ctx)
+	if err != nil {
+		if !errors.Is(err, client.ErrClosed) {
+			t.Logf("remotelabtest: lab %s: cannot tell whether the failed acquire left a reference behind: %v", h.topology, err)
+		}
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return st.RefCount > b.held
 }
 
 func (b *binary) lock(ctx context.Context) error {

@@ -2,14 +2,19 @@ package remotelabtest_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -230,7 +235,9 @@ func TestParallelTestsShareALab(t *testing.T) {
 	b := inProcess(srv, nil)
 	b.Main(func() int {
 		t.Run("group", func(t *testing.T) {
-			aHolds, bHolds := make(chan struct{}), make(chan struct{})
+			// checked keeps b (and so its cleanup's release) from ending
+			// before a has looked.
+			aHolds, bHolds, checked := make(chan struct{}), make(chan struct{}), make(chan struct{})
 			t.Run("a", func(t *testing.T) {
 				t.Parallel()
 				lab := b.Lab(t, "testdata/lab.yml")
@@ -238,6 +245,7 @@ func TestParallelTestsShareALab(t *testing.T) {
 				close(aHolds)
 				<-bHolds
 				assert.Equal(t, 2, srv.Manager().Status().RefCount)
+				close(checked)
 			})
 			t.Run("b", func(t *testing.T) {
 				t.Parallel()
@@ -245,6 +253,7 @@ func TestParallelTestsShareALab(t *testing.T) {
 				lab := b.Lab(t, "testdata/lab.yml")
 				assert.True(t, lab.Reused())
 				close(bHolds)
+				<-checked
 			})
 		})
 		return 0
@@ -329,4 +338,137 @@ func (f *fatalRecorder) Helper() {}
 func (f *fatalRecorder) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
+}
+
+// fakeT is a testing.TB whose failures and cleanups stay its own: Fatal
+// records the message and ends the calling goroutine, and the Cleanup
+// functions run when runCleanups is called.
+type fakeT struct {
+	testing.TB
+	name     string
+	deadline time.Time // zero: none
+
+	mu       sync.Mutex
+	failures []string
+	cleanups []func()
+}
+
+func (f *fakeT) Helper()      {}
+func (f *fakeT) Name() string { return f.name }
+
+// Deadline is testing.T's: when the test binary's -timeout ends.
+func (f *fakeT) Deadline() (time.Time, bool) { return f.deadline, !f.deadline.IsZero() }
+
+func (f *fakeT) Errorf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeT) Fatal(args ...any) {
+	f.Errorf("%s", fmt.Sprint(args...))
+	runtime.Goexit()
+}
+
+func (f *fakeT) Fatalf(format string, args ...any) {
+	f.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (f *fakeT) Cleanup(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleanups = append(f.cleanups, fn)
+}
+
+// run runs fn as the body of the fake test, then its cleanups, and
+// returns its failure messages.
+func (f *fakeT) run(fn func(testing.TB)) string {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(f)
+	}()
+	<-done
+	f.mu.Lock()
+	cleanups := f.cleanups
+	f.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.failures, "\n")
+}
+
+// An acquire that gets no answer may or may not have left a reference on
+// the server. The cleanup releases it exactly when it did: releasing
+// otherwise would drop the reference of another test that holds the same
+// lab, and the server could then tear that lab down under it.
+func TestLabAcquireWithoutAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		reached bool // the server got the request and acted on it
+	}{
+		{"request lost", false},
+		{"answer lost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := remotelabtest.NewServer(t)
+			var breakNext atomic.Bool
+			b := inProcess(srv, func(next http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					if r.URL.Path != "/lab" || r.Method != http.MethodPost || !breakNext.CompareAndSwap(true, false) {
+						return next.RoundTrip(r)
+					}
+					if tc.reached {
+						if resp, err := next.RoundTrip(r); err == nil {
+							resp.Body.Close()
+						}
+					}
+					return nil, errors.New("connection reset by peer")
+				})
+			})
+			b.Main(func() int {
+				t.Run("holder", func(t *testing.T) {
+					b.Lab(t, "testdata/lab.yml")
+					require.Equal(t, 1, srv.Manager().Status().RefCount)
+
+					breakNext.Store(true)
+					other := &fakeT{TB: t, name: "TestOther"}
+					failures := other.run(func(t testing.TB) { b.Lab(t, "testdata/lab.yml") })
+					assert.Contains(t, failures, "connection reset by peer")
+					assert.NotContains(t, failures, "release")
+					assert.Equal(t, 1, srv.Manager().Status().RefCount, "the holder's reference must survive")
+				})
+				return 0
+			})
+			assert.Equal(t, 0, srv.API().Sessions())
+		})
+	}
+}
+
+// A binary whose turn does not come before its -timeout gives up in time:
+// the test fails with its queue position, and the session leaves the queue
+// at once instead of lingering, dead, until the server's TTL.
+func TestLabGivesUpBeforeBinaryTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
+		holder, err := srv.Client().Open(context.Background())
+		require.NoError(t, err)
+		defer holder.Close(context.Background())
+
+		b := inProcess(srv, nil)
+		start := time.Now()
+		queued := &fakeT{TB: t, name: "TestQueued", deadline: start.Add(5 * time.Minute)}
+		var failures string
+		b.Main(func() int {
+			failures = queued.run(func(t testing.TB) { b.Lab(t, "testdata/lab.yml") })
+			return 1
+		})
+		assert.Equal(t, 4*time.Minute+30*time.Second, time.Since(start))
+		assert.Contains(t, failures, "still queued at position 1")
+		assert.Contains(t, failures, "before the test binary's -timeout")
+		assert.Equal(t, 1, srv.API().Sessions(), "the queued session is gone")
+	})
 }

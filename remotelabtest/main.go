@@ -162,8 +162,37 @@ func (b *binary) session(t testing.TB) (*client.Session, error) {
 	c, err := b.newClient()
 	if err == nil {
 		t.Logf("remotelabtest: opening the test binary's lab session at %s", c.URL())
-		b.sess, err = c.Open(b.ctx)
+		ctx := b.ctx
+		if deadline, ok := openDeadline(t); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		b.sess, err = c.Open(ctx)
+		if err != nil && ctx.Err() != nil && b.ctx.Err() == nil {
+			err = fmt.Errorf("%w (gave up shortly before the test binary's -timeout, so as to leave the queue cleanly)", err)
+		}
 	}
 	b.openErr = err
 	return b.sess, err
+}
+
+// openDeadline returns when the wait for the session's turn must end so
+// that it ends before the test binary's -timeout does. A binary that the
+// timeout kills while queued leaves its session behind, and the server
+// removes it only after a TTL, which the sessions queued behind it wait
+// out; Open instead deletes the session when it gives up, and the tests
+// fail with the queue position rather than a goroutine dump. ok is false
+// when t has no deadline.
+func openDeadline(t testing.TB) (deadline time.Time, ok bool) {
+	d, hasDeadline := t.(interface{ Deadline() (time.Time, bool) })
+	if !hasDeadline {
+		return time.Time{}, false
+	}
+	if deadline, ok = d.Deadline(); !ok {
+		return time.Time{}, false
+	}
+	// Time for the failing tests to end and the session to be closed.
+	margin := min(time.Until(deadline)/10, 30*time.Second)
+	return deadline.Add(-margin), true
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -39,11 +40,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// childTimeout bounds a child process, so that a child that waits on
+// itself (the bug some scenarios check for) fails its test with a stack
+// dump instead of hanging the parent. A passing child takes a second.
+const childTimeout = 2 * time.Minute
+
 // child runs test in a child process with env added to a clean
 // environment.
 func child(t *testing.T, test string, env ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1",
+		"-test.timeout="+childTimeout.String())
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "REMOTE_LAB_") && !strings.HasPrefix(kv, "REMOTELABTEST_") && !strings.HasPrefix(kv, "GORACE=") {
 			cmd.Env = append(cmd.Env, kv)

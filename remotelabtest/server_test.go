@@ -149,3 +149,21 @@ func TestExampleFunctions(t *testing.T) {
 	t.Run("lab failure", testLabFailure)
 	t.Run("queue timeout", testQueueTimeout)
 }
+
+// A handler that aborts its response fails the request instead of the
+// test binary, as it would over a socket.
+func TestInMemoryTransportAbort(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		panic(http.ErrAbortHandler)
+	})
+	hc := &http.Client{Transport: remotelabtest.InMemoryTransport(h)}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://x.invalid/", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "aborted")
+}

@@ -1,6 +1,7 @@
 package remotelabtest
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 )
@@ -13,12 +14,28 @@ import (
 //
 // The handler runs in the calling goroutine with the request's context, so
 // cancelling the request cancels the handler; the response is returned
-// once the handler has returned.
+// once the handler has returned. A handler that aborts with
+// panic(http.ErrAbortHandler) fails the request, as a broken connection
+// would; any other panic is not recovered.
 func InMemoryTransport(h http.Handler) http.RoundTripper { return handlerTransport{h} }
 
 type handlerTransport struct{ h http.Handler }
 
-func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+// errAborted is the error of a request whose handler aborted.
+var errAborted = errors.New("remotelabtest: handler aborted the response")
+
+func (t handlerTransport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	defer func() {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			resp, err = nil, errAborted
+		}
+	}()
 	r := req.Clone(req.Context())
 	r.RequestURI = req.URL.RequestURI()
 	r.RemoteAddr = "192.0.2.1:1234"
@@ -31,13 +48,10 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	rec := httptest.NewRecorder()
 	t.h.ServeHTTP(rec, r)
-	if req.Body != nil {
-		_ = req.Body.Close()
-	}
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
-	resp := rec.Result()
+	resp = rec.Result()
 	resp.Request = req
 	return resp, nil
 }
