@@ -10,8 +10,9 @@
 // waits for that exclusion unless asked to: TryAcquire answers ErrBusy at
 // once, Acquire waits until its context ends.
 //
-// The package has no HTTP and no globals; netlab.Runner is the production
-// Runner, remotelabtest.FakeRunner the one for tests.
+// The package has no HTTP and no globals. The production Runner is the
+// *netlab.Runner that netlab.New returns; *remotelabtest.FakeRunner is the
+// one for tests.
 package lab
 
 import (
@@ -115,16 +116,18 @@ type Status struct {
 	Dir          string         // its working directory
 	Holders      map[string]int // references per holder
 	RefCount     int            // sum of Holders
-	Devices      []Device
-	Since        time.Time // when the current state began
-	IdleUntil    time.Time // when an idle lab will be torn down (zero otherwise)
+	Devices      []Device       // its devices (none while it starts or when dirty)
+	Since        time.Time      // when the current state began
+	IdleUntil    time.Time      // when an idle lab will be torn down (zero otherwise)
 }
 
 // Result is the outcome of a successful acquire.
 type Result struct {
 	// Reused is true exactly when no Runner.Up ran.
-	Reused      bool
-	Devices     []Device
+	Reused bool
+	// Devices are the lab's devices, as its Runner.Up reported them.
+	Devices []Device
+	// Fingerprint is the fingerprint of the acquired lab's bundle.
 	Fingerprint string
 }
 
@@ -928,10 +931,16 @@ func (m *Manager) unlockOp() {
 	due := m.idleDue && m.state == StateIdle && !m.closed
 	m.idleDue = false
 	g := m.gen
+	if due {
+		m.ops.Add(1) // Close waits for the expiry goroutine too
+	}
 	m.mu.Unlock()
 	<-m.op
 	if due {
-		go m.expireIdle(g)
+		go func() {
+			defer m.ops.Done()
+			m.expireIdle(g)
+		}()
 	}
 }
 

@@ -466,6 +466,49 @@ func TestIdleExpiryLeftToHolderOfOperationLock(t *testing.T) {
 	})
 }
 
+// TestIdleExpiryRechecksAfterWaitingForLockFile: an idle expiry that waits
+// for the lock file while the lab is taken and released again must leave
+// the new idle period alone.
+func TestIdleExpiryRechecksAfterWaitingForLockFile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl, downTimeout = 10 * time.Minute, 5 * time.Minute
+		r := &remotelabtest.FakeRunner{}
+		e := newEnv(t, r, func(c *lab.Config) {
+			c.IdleTTL = ttl
+			c.DownTimeout = downTimeout
+		})
+		b := newBundle(t, "lab.yml", topoA)
+		_, err := e.m.TryAcquire(t.Context(), "a", b, true)
+		require.NoError(t, err)
+		require.NoError(t, e.m.Release("a"))
+		held := flockHold(t, e.lockPath)
+
+		// The expiry is due and waits for the lock file.
+		time.Sleep(ttl + time.Second)
+		synctest.Wait()
+		require.Equal(t, lab.StateIdle, e.m.Status().State)
+
+		// Meanwhile the lab is attached and released: a new idle period.
+		res, err := e.m.TryAcquire(t.Context(), "b", b, true)
+		require.NoError(t, err)
+		assert.True(t, res.Reused)
+		require.NoError(t, e.m.Release("b"))
+		idleAgain := time.Now()
+
+		// The waiting expiry gets the lock now and must give up.
+		require.NoError(t, held.Unlock())
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, lab.StateIdle, e.m.Status().State, "the stale expiry tore the lab down")
+		assert.Equal(t, []string{"up"}, ops(r.Calls()))
+
+		time.Sleep(time.Until(idleAgain.Add(ttl)))
+		synctest.Wait()
+		assert.Equal(t, lab.StateNone, e.m.Status().State)
+		assert.Equal(t, []string{"up", "down"}, ops(r.Calls()))
+	})
+}
+
 func TestUpFailureCleansUp(t *testing.T) {
 	boom := errors.New("netlab up: boom")
 	r := &remotelabtest.FakeRunner{UpHook: func(context.Context, lab.Spec) error { return boom }}
@@ -773,6 +816,24 @@ func TestRecover(t *testing.T) {
 	had, err = e2.m.Recover(t.Context())
 	require.NoError(t, err)
 	assert.False(t, had)
+}
+
+// TestRecoverLeavesOwnLab: a Recover after this Manager started a lab finds
+// its own record and must not tear that lab down.
+func TestRecoverLeavesOwnLab(t *testing.T) {
+	r := &remotelabtest.FakeRunner{}
+	e := newEnv(t, r)
+	_, err := e.m.TryAcquire(t.Context(), "a", newBundle(t, "lab.yml", topoA), true)
+	require.NoError(t, err)
+	dir := e.m.Status().Dir
+
+	had, err := e.m.Recover(t.Context())
+	require.NoError(t, err)
+	assert.False(t, had)
+	assert.Equal(t, []string{"up"}, ops(r.Calls()))
+	assert.Equal(t, lab.StateRunning, e.m.Status().State)
+	assert.DirExists(t, dir)
+	assert.Equal(t, dir, readRecord(t, filepath.Join(e.state, "lab.json"))["dir"])
 }
 
 func TestRecoverKeepsRecordWhenDownFails(t *testing.T) {

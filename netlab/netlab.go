@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -185,14 +186,24 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	return devs, nil
 }
 
-// Down runs `netlab down --cleanup --force` in dir. Netlab's "snapshot
-// file ... does not exist" answer means nothing was started there and is
-// not an error, nor is a dir that no longer exists. It blocks until done,
+// Down runs `netlab down --cleanup --force` in dir. A dir that no longer
+// exists, or has no netlab.lock (netlab up never got as far as starting
+// nodes), has nothing to tear down and netlab does not run; Netlab's
+// "snapshot file ... does not exist" answer means the same. It blocks until done,
 // Config.DownTimeout passes or ctx ends.
 func (r *Runner) Down(ctx context.Context, dir string) error {
 	cfg := r.Config()
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		cfg.Logger.Warn("Lab directory is gone, nothing to tear down", "dir", dir)
+		return nil
+	}
+	// netlab up takes netlab.lock before it starts any node and only a
+	// successful down removes it, so without it nothing of this directory
+	// runs. Skipping down there also avoids netlab's [y/n] prompt (a crash
+	// with stdin at EOF) when an up failed because instance "default" runs
+	// in another directory: that lab is not ours to touch.
+	if _, err := os.Stat(filepath.Join(dir, lockFile)); errors.Is(err, fs.ErrNotExist) {
+		cfg.Logger.Info("No netlab.lock: nothing was started here, nothing to tear down", "dir", dir)
 		return nil
 	}
 	_, err := r.run(ctx, cfg, invocation{
@@ -212,12 +223,36 @@ func (r *Runner) Down(ctx context.Context, dir string) error {
 // at most Config.InspectParallelism at a time. Devices come in the order
 // given by order (names netlab does not report are skipped), then any
 // other nodes netlab reports, sorted by name. Each command is bounded by
-// Config.QueryTimeout; the first failure cancels the others.
+// Config.QueryTimeout; the first failure cancels the others. A dir without
+// Netlab's snapshot has no lab: the error wraps fs.ErrNotExist and netlab
+// does not run (it would describe the lab of ./topology.yml as if it ran).
 func (r *Runner) Inventory(ctx context.Context, dir string, order []string) ([]lab.Device, error) {
 	return r.inventory(ctx, r.Config(), dir, order)
 }
 
+// lockFile is the directory lock `netlab up` creates before it starts any
+// node and a successful `netlab down` removes.
+const lockFile = "netlab.lock"
+
+// snapshotFiles are what `netlab up` leaves in the lab directory (the
+// pickle since Netlab 25.09, the YAML file before) and `netlab down
+// --cleanup` removes. Only their existence is checked.
+var snapshotFiles = []string{"netlab.snapshot.pickle", "netlab.snapshot.yml"}
+
+// checkSnapshot fails, wrapping fs.ErrNotExist, when dir has no snapshot.
+func checkSnapshot(dir string) error {
+	for _, f := range snapshotFiles {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("no lab started in %s: %s: %w", dir, snapshotFiles[0], fs.ErrNotExist)
+}
+
 func (r *Runner) inventory(ctx context.Context, cfg Config, dir string, order []string) ([]lab.Device, error) {
+	if err := checkSnapshot(dir); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
 	out, err := r.run(ctx, cfg, invocation{
 		dir:     dir,
 		timeout: cfg.QueryTimeout,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -233,12 +235,56 @@ func TestUpInventoryDown(t *testing.T) {
 		t.Errorf("status entry still there after down:\n%s", st)
 	}
 
-	// A second teardown finds nothing to do.
+	// A second teardown finds nothing to do: down removed the lock.
 	if err := r.Down(t.Context(), e.dir); err != nil {
 		t.Errorf("second down: %v", err)
 	}
+	if !strings.Contains(e.logs.String(), "nothing to tear down") {
+		t.Errorf("second down not logged as nothing to tear down:\n%s", e.logs.String())
+	}
+}
+
+// TestDownStrayLock: a directory with a lock but no snapshot (left by hand
+// or by an old netlab) runs netlab down, whose "snapshot file does not
+// exist" answer means nothing to tear down.
+func TestDownStrayLock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.spec(threeNodes)
+	if err := os.WriteFile(filepath.Join(e.dir, "netlab.lock"), []byte("netlab lock file, do not remove"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.runner(netlab.Config{}).Down(t.Context(), e.dir); err != nil {
+		t.Fatalf("down with a stray lock: %v", err)
+	}
 	if !strings.Contains(e.logs.String(), "expected failure") {
-		t.Errorf("nothing-to-tear-down not logged as expected failure:\n%s", e.logs.String())
+		t.Errorf("missing snapshot not logged as expected failure:\n%s", e.logs.String())
+	}
+}
+
+// TestUpTopologyNamedLikeAFlag: a topology file whose name starts with "-"
+// must reach netlab as a file, not as an option (argparse: exit 2).
+func TestUpTopologyNamedLikeAFlag(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b, err := topology.NewBundle("-lab.yml", []byte(threeNodes), topology.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.WriteTo(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	r := e.runner(netlab.Config{})
+	devs, err := r.Up(t.Context(), lab.Spec{Dir: e.dir, Bundle: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 3 {
+		t.Errorf("got %d devices, want 3", len(devs))
+	}
+	if err := r.Down(t.Context(), e.dir); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -300,6 +346,53 @@ func TestUpFailuresLeaveLockForDown(t *testing.T) {
 				t.Error("down did not clear lock and status")
 			}
 		})
+	}
+}
+
+// TestManagerSeesUpDeadline: through a lab.Manager, a netlab up that runs
+// out of time is a *lab.RunnerError wrapping a *netlab.Error that wraps
+// context.DeadlineExceeded (remotelabd answers 504 on that), and the
+// Manager's cleanup leaves no lab, lock, status entry or directory. Any
+// moment of the fake's run may be interrupted: the outcome is the same.
+func TestManagerSeesUpDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.runner(netlab.Config{UpTimeout: 300 * time.Millisecond}, "FAKE_NETLAB_UP_DELAY=1h")
+	work := t.TempDir()
+	m, err := lab.NewManager(lab.Config{Runner: r, WorkRoot: work, LockPath: "-", Logger: r.Config().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(context.Background()); err != nil {
+			t.Errorf("close manager: %v", err)
+		}
+	})
+	b, err := topology.NewBundle("lab.yml", []byte(threeNodes), topology.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+
+	_, err = m.TryAcquire(t.Context(), "s1", b, true)
+	var re *lab.RunnerError
+	var ne *netlab.Error
+	switch {
+	case !errors.Is(err, context.DeadlineExceeded):
+		t.Fatalf("TryAcquire = %v, want context.DeadlineExceeded", err)
+	case !errors.As(err, &re) || re.Op != "up":
+		t.Fatalf("TryAcquire = %v, want a *lab.RunnerError of up", err)
+	case !errors.As(err, &ne) || len(ne.Args) == 0 || ne.Args[0] != "up":
+		t.Fatalf("TryAcquire = %v, want a *netlab.Error of netlab up", err)
+	}
+	if st := m.Status(); st.State != lab.StateNone {
+		t.Errorf("state after the failed start = %s, want none", st.State)
+	}
+	if ents, _ := os.ReadDir(work); len(ents) != 0 {
+		t.Errorf("working directories left: %v", ents)
+	}
+	if st := e.statusFile(); strings.Contains(st, "dir:") {
+		t.Errorf("status entry left:\n%s", st)
 	}
 }
 
@@ -391,6 +484,22 @@ func TestInventoryFailure(t *testing.T) {
 	_, err := e.runner(netlab.Config{}, "FAKE_NETLAB_FAIL=inspect").Inventory(t.Context(), e.dir, nil)
 	if err == nil || !strings.HasPrefix(err.Error(), "list nodes: netlab inspect: exit status 1: ") {
 		t.Fatalf("inventory = %v", err)
+	}
+}
+
+// TestInventoryWhereNothingRuns: without a snapshot netlab inspect
+// transforms topology.yml and answers for a lab that does not run; the
+// Runner must not trust that.
+func TestInventoryWhereNothingRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	spec := e.spec(threeNodes)
+	devs, err := e.runner(netlab.Config{}).Inventory(t.Context(), e.dir, spec.Bundle.Topology().NodeNames())
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "netlab.snapshot.pickle") {
+		t.Fatalf("Inventory = %d devices, %v; want an error naming the missing snapshot", len(devs), err)
+	}
+	if strings.Contains(e.logs.String(), "Running: netlab inspect") {
+		t.Errorf("netlab inspect ran:\n%s", e.logs.String())
 	}
 }
 
@@ -521,5 +630,33 @@ func TestConfig(t *testing.T) {
 	var zero netlab.Runner
 	if zero.Config().Binary != "netlab" || zero.Config().InspectParallelism != 8 {
 		t.Errorf("zero Runner config = %+v", zero.Config())
+	}
+}
+
+// TestDownLeavesOtherDirectorysInstance: an up that fails because instance
+// "default" already runs in another directory never took this directory's
+// lock, so Down does not run netlab there (real netlab would stop at its
+// [y/n] prompt and crash on stdin at EOF, leaving the host dirty) and the
+// other lab is untouched.
+func TestDownLeavesOtherDirectorysInstance(t *testing.T) {
+	t.Parallel()
+	other := newEnv(t)
+	if _, err := other.runner(netlab.Config{}).Up(t.Context(), other.spec(threeNodes)); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.home = other.home // one HOME, one status file: the instance clashes
+	r := e.runner(netlab.Config{})
+	if _, err := r.Up(t.Context(), e.spec(threeNodes)); err == nil || !strings.Contains(err.Error(), `aborting "netlab up" request`) {
+		t.Fatalf("up beside a running instance = %v, want the instance clash", err)
+	}
+	if e.exists("netlab.lock") {
+		t.Fatal("the refused up took the directory lock")
+	}
+	if err := r.Down(t.Context(), e.dir); err != nil {
+		t.Fatalf("down after the refused up: %v", err)
+	}
+	if !other.exists("netlab.lock") || !strings.Contains(other.statusFile(), other.dir) {
+		t.Error("down touched the other directory's lab")
 	}
 }

@@ -44,9 +44,10 @@ type Call struct {
 	Err         error  // what the call returned
 }
 
-// Up implements lab.Runner. The default devices are sim.Devices for the
-// bundle's topology, with the topology's name (or "default") as lab name.
-// The call is recorded when it returns.
+// Up implements lab.Runner. The default devices are those of sim.Runner:
+// sim.Devices for the bundle's topology, with the lab name Netlab would
+// give it (the topology's name, else one derived from spec.Dir). The call
+// is recorded when it returns.
 func (f *FakeRunner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	devs, err := f.up(ctx, spec)
 	c := Call{Op: "up", Dir: spec.Dir, Err: err}
@@ -58,7 +59,7 @@ func (f *FakeRunner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error
 }
 
 func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
-	if err := wait(ctx, f.UpDelay); err != nil {
+	if err := sim.Delay(ctx, f.UpDelay); err != nil {
 		return nil, fmt.Errorf("fake up: %w", err)
 	}
 	if f.UpHook != nil {
@@ -73,16 +74,12 @@ func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error
 		return nil, errors.New("fake up: spec has no bundle")
 	}
 	t := spec.Bundle.Topology()
-	name := t.Name
-	if name == "" {
-		name = "default"
-	}
-	return sim.Devices(t, sim.Addressing{LabName: name}), nil
+	return sim.Devices(t, sim.Addressing{LabName: sim.LabName(t, spec.Dir)}), nil
 }
 
 // Down implements lab.Runner. The call is recorded when it returns.
 func (f *FakeRunner) Down(ctx context.Context, dir string) error {
-	err := wait(ctx, f.DownDelay)
+	err := sim.Delay(ctx, f.DownDelay)
 	if err != nil {
 		err = fmt.Errorf("fake down: %w", err)
 	} else if f.DownHook != nil {
@@ -103,22 +100,4 @@ func (f *FakeRunner) record(c Call) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, c)
-}
-
-// wait waits d, or until ctx ends (then it returns ctx.Err()).
-func wait(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -33,7 +33,8 @@ func TestFakeRunnerZeroValue(t *testing.T) {
 		name, topo, labName string
 	}{
 		{"named", "name: alpha\nnodes:\n  r1:\n    device: eos\n  r2:\n    device: frr\n", "alpha"},
-		{"unnamed", "nodes: [h1, h2, h3]\n", "default"},
+		// Named after the working directory, as Netlab and sim.Runner do.
+		{"unnamed", "nodes: [h1, h2, h3]\n", "remotelablab"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f remotelabtest.FakeRunner
@@ -45,6 +46,9 @@ func TestFakeRunnerZeroValue(t *testing.T) {
 			want := sim.Devices(b.Topology(), sim.Addressing{LabName: tc.labName})
 			require.NotEmpty(t, want)
 			assert.Equal(t, want, devs)
+			simDevs, err := (&sim.Runner{}).Up(t.Context(), spec)
+			require.NoError(t, err)
+			assert.Equal(t, simDevs, devs, "the same data as remotelabd --runner sim")
 			assert.Equal(t, b.Topology().NodeNames(), names(devs))
 			for _, d := range devs {
 				var raw map[string]any

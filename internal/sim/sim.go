@@ -285,7 +285,7 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	if spec.Bundle == nil {
 		return nil, fmt.Errorf("simulate lab start: spec has no bundle")
 	}
-	if err := wait(ctx, r.UpDelay); err != nil {
+	if err := Delay(ctx, r.UpDelay); err != nil {
 		return nil, fmt.Errorf("simulate lab start: %w", err)
 	}
 	t := spec.Bundle.Topology()
@@ -294,14 +294,16 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 
 // Down implements lab.Runner.
 func (r *Runner) Down(ctx context.Context, dir string) error {
-	if err := wait(ctx, r.DownDelay); err != nil {
+	if err := Delay(ctx, r.DownDelay); err != nil {
 		return fmt.Errorf("simulate lab teardown: %w", err)
 	}
 	return nil
 }
 
-// wait blocks for d or until ctx ends, whichever is first.
-func wait(ctx context.Context, d time.Duration) error {
+// Delay blocks for d or until ctx ends, whichever is first: it returns nil
+// after d, ctx.Err() when ctx ended first (at once if it already had, even
+// for d <= 0). Runner and remotelabtest.FakeRunner wait with it.
+func Delay(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -353,8 +353,6 @@ func toPlain(v any) any {
 			m[e.key] = toPlain(e.val)
 		}
 		return m
-	case nodeStatus:
-		return v
 	default:
 		return v
 	}

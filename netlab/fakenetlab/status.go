@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -57,13 +56,6 @@ type instance struct {
 type instanceKey struct {
 	id    string
 	isInt bool
-}
-
-func (k instanceKey) String() string { return k.id }
-
-func keyFor(id string) instanceKey {
-	_, err := strconv.Atoi(id)
-	return instanceKey{id: id, isInt: err == nil}
 }
 
 // statusFile is the decoded status file, in file order.
