@@ -89,6 +89,34 @@ func TestOthersAnswerWhileUpBlocked(t *testing.T) {
 	require.Equal(t, http.StatusOK, (<-done).code)
 }
 
+// TestOthersAnswerWhileDownBlocked: a running teardown delays nobody
+// either.
+func TestOthersAnswerWhileDownBlocked(t *testing.T) {
+	b := newBlocker()
+	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{DownHook: b.downHook}))
+	a := e.createSession().SessionID
+	e.mustAcquire(a)
+	other := e.createSession().SessionID
+	done := make(chan resp, 1)
+	go func() { done <- e.send(del("/lab", a)) }()
+	<-b.entered
+
+	assert.Equal(t, http.StatusNoContent, e.get("/healthz", "").code)
+	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
+	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
+	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	r := e.get("/lab", a)
+	require.Equal(t, http.StatusOK, r.code)
+	var st api.LabStatus
+	r.decode(t, &st)
+	assert.Equal(t, string(lab.StateStopping), st.State)
+	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
+	assert.Equal(t, a, e.head())
+
+	close(b.release)
+	assert.Equal(t, http.StatusAccepted, (<-done).code)
+}
+
 // TestSessionDeletedDuringAcquire: deleting the session cancels its up
 // and the acquire answers 404, leaving no lab and no reference.
 func TestSessionDeletedDuringAcquire(t *testing.T) {

@@ -2,6 +2,7 @@ package httpserver_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"testing/synctest"
@@ -123,6 +124,25 @@ func TestLongPollsKeepAWaiterAlive(t *testing.T) {
 	})
 }
 
+// TestLongPollRefreshesWhenItAnswers: a parked long-poll's client is alive
+// until the answer, so the session's idle clock restarts when the poll
+// answers, not when it was sent.
+func TestLongPollRefreshesWhenItAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, overPipe(), withConfig(func(c *httpserver.Config) { c.WaitingTTL = 90 * time.Second }))
+		a := e.createSession().SessionID
+		w := e.createSession().SessionID
+		require.Equal(t, http.StatusOK, e.get("/session/"+w+"?wait=60s", w).code)
+		require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
+		time.Sleep(89 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, 2, e.srv.Sessions(), "expired 90 s after the poll was sent, 29 s after it answered")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, 1, e.srv.Sessions(), "not expired 91 s after the poll answered")
+	})
+}
+
 // TestSessionPinnedDuringBlockedUp: a session whose up runs longer than
 // the active TTL is not reaped; its idle clock restarts when the up ends.
 func TestSessionPinnedDuringBlockedUp(t *testing.T) {
@@ -152,6 +172,49 @@ func TestSessionPinnedDuringBlockedUp(t *testing.T) {
 		assert.Zero(t, st.RefCount)
 		assert.Contains(t, e.logs.String(), fmt.Sprintf("Removing stale session %s due to inactivity", id[:8]))
 		assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (stale)", id[:8]))
+	})
+}
+
+// TestSessionEndedDuringUpload: a session that ends while its POST /lab
+// body is still arriving gets 404, and its upload never reaches the lab
+// (a start or a teardown with the ended session's context would fail, and
+// leave the next holder a dirty lab).
+func TestSessionEndedDuringUpload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, overPipe())
+		id := e.createSession().SessionID
+		next := e.createSession().SessionID
+		body, ctype := form(topo("lab.yml", topoA), extra("configs/r1.cfg", []byte("hostname r1")))
+		pr, pw := io.Pipe()
+		hr, err := http.NewRequest(http.MethodPost, e.base+"/lab", pr)
+		require.NoError(t, err)
+		hr.Header.Set(api.HeaderSessionID, id)
+		hr.Header.Set("Content-Type", ctype)
+		got := make(chan resp, 1)
+		go func() {
+			res, err := e.client.Do(hr)
+			if err != nil {
+				got <- resp{code: -1, body: []byte(err.Error())}
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			got <- resp{code: res.StatusCode, body: b}
+		}()
+		_, err = pw.Write(body[:len(body)/2])
+		require.NoError(t, err)
+		synctest.Wait() // the handler waits for the rest of the body
+
+		require.Equal(t, http.StatusNoContent, e.send(del("/session/"+id, id)).code)
+		_, err = pw.Write(body[len(body)/2:])
+		require.NoError(t, err)
+		require.NoError(t, pw.Close())
+		r := <-got
+		require.Equal(t, http.StatusNotFound, r.code, "%s", r.body)
+		assert.Equal(t, api.DetailSessionNotFound, r.detail(t))
+		assert.Empty(t, e.runner.Calls(), "the ended session's upload reached the runner")
+		assert.Equal(t, lab.StateNone, e.mgr.Status().State)
+		assert.Equal(t, next, e.head())
 	})
 }
 

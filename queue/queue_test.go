@@ -570,6 +570,30 @@ func TestWaitWakesOnPositionChange(t *testing.T) {
 	})
 }
 
+// TestWaitWakesWhenAnEntryAheadExpires: an expiry that moves a waiter up
+// wakes its Wait at the moment of the expiry, like a Leave does.
+func TestWaitWakesWhenAnEntryAheadExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newQueue(t, queue.Config[string]{ActiveTTL: time.Hour, WaitingTTL: 10 * time.Second})
+		join(t, q, "a")
+		b := join(t, q, "b")
+		c := join(t, q, "c")
+		advance(5 * time.Second)
+		c, err := q.Touch(c.ID) // c outlives b
+		mustNoErr(t, err)
+		start := time.Now()
+		ch := waitAsync(t.Context(), q, c)
+		requireBlocked(t, ch)
+
+		r := <-ch
+		mustNoErr(t, r.err)
+		equal(t, 1, r.info.Position)
+		equal(t, queue.Waiting, r.info.Status)
+		equal(t, 5*time.Second+time.Nanosecond, time.Since(start), "woken when b expired")
+		mustFalse(t, present(t, q, b.ID))
+	})
+}
+
 func TestWaitIgnoresUnrelatedChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newQueue(t, queue.Config[string]{})

@@ -52,7 +52,8 @@ type Config struct {
 	// session that wants the same topology.
 	LabIdleTTL time.Duration
 	// UpTimeout, DownTimeout and QueryTimeout bound `netlab up`, `netlab
-	// down` and the short netlab queries (inspect, status).
+	// down` and the short netlab queries (inspect, version; the startup
+	// check of `netlab version` waits at most 10 s whatever QueryTimeout).
 	UpTimeout, DownTimeout, QueryTimeout time.Duration
 
 	// Upload limits: the topology file, one extra file, all files
@@ -240,7 +241,7 @@ func newFlagSet(cfg *Config, opts *cliOptions) *flag.FlagSet {
 	fs.DurationVar(&cfg.LabIdleTTL, "lab-idle-ttl", cfg.LabIdleTTL, "keep an unreferenced lab up this long for reuse")
 	fs.DurationVar(&cfg.UpTimeout, "up-timeout", cfg.UpTimeout, "deadline of netlab up")
 	fs.DurationVar(&cfg.DownTimeout, "down-timeout", cfg.DownTimeout, "deadline of netlab down, also of the teardown at shutdown")
-	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", cfg.QueryTimeout, "deadline of netlab version and inspect")
+	fs.DurationVar(&cfg.QueryTimeout, "query-timeout", cfg.QueryTimeout, "deadline of each netlab inspect and netlab version (the startup check waits at most 10s)")
 	fs.Var((*byteSizeFlag)(&cfg.MaxTopologySize), "max-topology-size", "largest topology file, a `size` in bytes or with KiB, MiB, GiB")
 	fs.Var((*byteSizeFlag)(&cfg.MaxFileSize), "max-file-size", "largest extra file, a `size`")
 	fs.Var((*byteSizeFlag)(&cfg.MaxTotalSize), "max-total-size", "largest upload (topology and extra files together), a `size`")

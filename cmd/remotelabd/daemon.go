@@ -208,11 +208,13 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	pollCtx, endPolls := context.WithCancel(context.Background())
-	defer endPolls()
 	httpLog := d.component("http")
+	var handler http.Handler = api
+	if testHookHandler != nil {
+		handler = testHookHandler(handler)
+	}
 	srv := &http.Server{
-		Handler:           endLongPollsWith(pollCtx, api),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -233,8 +235,9 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	}
 
 	log.Info("Remote Lab Manager shutting down...")
+	// Draining refuses new sessions and answers parked long-polls at once,
+	// so they do not hold the shutdown grace for up to --max-wait.
 	api.Drain()
-	endPolls()
 	st := mgr.Status()
 	holders := make([]string, 0, len(st.Holders))
 	for h := range st.Holders {
@@ -273,28 +276,9 @@ func forcedContext(force context.Context, d time.Duration) (context.Context, con
 	}
 }
 
-// testHookLongPoll, if set (by tests, before the server starts), is called
-// when a long-poll request reaches the handler.
-var testHookLongPoll func()
-
-// endLongPollsWith ends long-polls (GET ...?wait=) when ctx ends: they
-// answer the current status at once instead of holding the shutdown grace
-// for up to --max-wait.
-func endLongPollsWith(ctx context.Context, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && r.URL.Query().Has("wait") {
-			rctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			stop := context.AfterFunc(ctx, cancel)
-			defer stop()
-			r = r.WithContext(rctx)
-			if testHookLongPoll != nil {
-				testHookLongPoll()
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
-}
+// testHookHandler, if set (by tests, before the server starts), wraps the
+// HTTP API's handler, so a test can tell when a request reached it.
+var testHookHandler func(http.Handler) http.Handler
 
 // shortID shortens a session id for logs.
 func shortID(id string) string {

@@ -101,8 +101,10 @@ func (m foreignMeta) attrs() []any {
 	}
 }
 
+// orNone returns v for printing: "none" when it is null or empty, whole
+// JSON numbers without a fraction.
 func orNone(v any) any {
-	if v == nil {
+	if v == nil || v == "" {
 		return "none"
 	}
 	if f, ok := v.(float64); ok && f == math.Trunc(f) {

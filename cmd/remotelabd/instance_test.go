@@ -106,6 +106,7 @@ func TestInstanceLockKeepsLiveOwnersMetadata(t *testing.T) {
 	assert.True(t, errors.Is(err, errAnotherInstance))
 	assert.Contains(t, logs.String(), "Running instance details")
 	assert.Contains(t, logs.String(), "bind=0.0.0.0:8000")
+	assert.Contains(t, logs.String(), "log_config=none", "no --log-config")
 	assert.FileExists(t, filepath.Join(dir, metaFileName), "a live owner's metadata is kept")
 }
 

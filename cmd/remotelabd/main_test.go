@@ -619,6 +619,24 @@ func TestBrokenNetlabExits1(t *testing.T) {
 	assert.NoFileExists(t, e.metaPath())
 }
 
+// TestSIGTERMDuringPreflight: a signal while `netlab version` hangs stops
+// the startup cleanly: exit 0, no error about netlab, no metadata left.
+func TestSIGTERMDuringPreflight(t *testing.T) {
+	e := newEnv(t)
+	bin := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "netlab"), []byte("#!/bin/sh\nexec sleep 600\n"), 0o755))
+	e.path = bin + string(os.PathListSeparator) + os.Getenv("PATH")
+	p := start(t, e, "--host", "127.0.0.1", "--port", "0")
+	p.waitFor("Starting Remote Lab Manager on")
+	p.signal(syscall.SIGTERM)
+	assert.Equal(t, 0, p.waitExit())
+	out := p.out.String()
+	assert.Contains(t, out, "Startup interrupted during the netlab pre-flight check")
+	assert.NotContains(t, out, "Failed to execute 'netlab version'")
+	assert.NotContains(t, out, "listening on")
+	assert.NoFileExists(t, e.metaPath())
+}
+
 func TestAddressInUseExits1(t *testing.T) {
 	e := newEnv(t)
 	first := start(t, newEnv(t), "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
@@ -865,7 +883,8 @@ func TestFatalErrorEchoedWhenLoggingToFile(t *testing.T) {
 
 // TestRunInProcess runs the server in this process (so the race detector
 // and the leak check of TestMain see all of it) and stops it through ctx,
-// while a long-poll runs.
+// while a long-poll runs: the long-poll (and --max-wait 10m, --shutdown-grace
+// 10m) must not delay the shutdown, which relies on httpserver.Server.Drain.
 func TestRunInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
@@ -877,14 +896,22 @@ func TestRunInProcess(t *testing.T) {
 	out := newLogBuffer()
 	var stdout bytes.Buffer
 	code := make(chan int, 1)
+	// polling receives a value when a long-poll reaches the handler: from
+	// then on the server must answer it (a request read once the shutdown
+	// has begun would be dropped instead).
 	polling := make(chan struct{}, 1)
-	testHookLongPoll = func() {
-		select {
-		case polling <- struct{}{}:
-		default:
-		}
+	testHookHandler = func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Has("wait") {
+				select {
+				case polling <- struct{}{}:
+				default:
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
 	}
-	defer func() { testHookLongPoll = nil }()
+	defer func() { testHookHandler = nil }()
 	p := &daemonProc{t: t, out: out, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -910,7 +937,7 @@ func TestRunInProcess(t *testing.T) {
 	go func() {
 		resp, err := httpClient.Get(base + "/session/" + waiting.SessionID + "?wait=10m")
 		if err != nil {
-			polled <- response{}
+			polled <- response{body: []byte(err.Error())}
 			return
 		}
 		defer resp.Body.Close()
@@ -922,7 +949,7 @@ func TestRunInProcess(t *testing.T) {
 	cancel()
 	select {
 	case r := <-polled:
-		require.Equal(t, http.StatusOK, r.code, "the long-poll answers the current status at shutdown")
+		require.Equal(t, http.StatusOK, r.code, "the long-poll answers the current status at shutdown: %s", r.body)
 		var st struct{ Status string }
 		r.json(t, &st)
 		assert.Equal(t, "waiting", st.Status)

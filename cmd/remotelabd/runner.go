@@ -19,7 +19,9 @@ const versionCheckTimeout = 10 * time.Second
 var errPreflight = errors.New("netlab pre-flight check failed")
 
 // newRunner returns the lab runner of --runner. For netlab it first checks
-// that the CLI is on PATH and answers `netlab version` within 10 s.
+// that the CLI is on PATH and answers `netlab version` within 10 s. When
+// ctx ends during the check it returns ctx's error and logs nothing: the
+// caller reports the interrupted startup.
 func (d *daemon) newRunner(ctx context.Context) (lab.Runner, error) {
 	cfg := d.cfg
 	if cfg.Runner == runnerSim {
@@ -46,11 +48,14 @@ func (d *daemon) newRunner(ctx context.Context) (lab.Runner, error) {
 		d.fatal("Cannot set up the netlab runner", "err", err)
 		return nil, errPreflight
 	}
-	ctx, cancel := context.WithTimeout(ctx, versionCheckTimeout)
+	vctx, cancel := context.WithTimeout(ctx, versionCheckTimeout)
 	defer cancel()
-	v, err := r.Version(ctx)
+	v, err := r.Version(vctx)
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if vctx.Err() == context.DeadlineExceeded {
 			err = fmt.Errorf("no answer within %v: %w", versionCheckTimeout, err)
 		}
 		d.fatal(fmt.Sprintf("Failed to execute 'netlab version': %v", err), "path", path)
