@@ -334,6 +334,10 @@ func (m *Manager) acquire(ctx context.Context, holder string, b *topology.Bundle
 	held := 0 // 1: operation lock, 2: operation and file lock
 	defer func() { m.unlock(held) }()
 	for {
+		if err := ctx.Err(); err != nil {
+			// The caller gave up (its session ended): touch nothing.
+			return Result{}, fmt.Errorf("acquire lab: %w", err)
+		}
 		p := m.decide(holder, fp, reuse, held == 2)
 		switch p.d {
 		case decClosed:
@@ -659,6 +663,9 @@ func (m *Manager) Destroy(ctx context.Context, force bool) (bool, error) {
 		switch {
 		case m.closed:
 			return nil, ErrClosed
+		case ctx.Err() != nil:
+			// The caller gave up (its session ended): act on nobody's lab.
+			return nil, ctx.Err()
 		case m.cur == nil:
 			return nil, nil
 		case m.cur.refs > 0 && !force:

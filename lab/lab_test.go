@@ -339,6 +339,32 @@ func TestDestroy(t *testing.T) {
 	assert.Empty(t, workDirs(t, e.work))
 }
 
+// TestCancelledCallerTouchesNothing: an operation whose context already
+// ended (its session was removed between the check and the call) neither
+// destroys nor switches the lab another holder uses.
+func TestCancelledCallerTouchesNothing(t *testing.T) {
+	r := &remotelabtest.FakeRunner{}
+	e := newEnv(t, r)
+	_, err := e.m.TryAcquire(t.Context(), "b", newBundle(t, "lab.yml", topoA), true)
+	require.NoError(t, err)
+	require.NoError(t, e.m.Release("b"))
+
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = e.m.TryAcquire(gone, "a", newBundle(t, "other.yml", topoB), true)
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = e.m.TryAcquire(t.Context(), "b", newBundle(t, "lab.yml", topoA), true)
+	require.NoError(t, err)
+	had, err := e.m.Destroy(gone, true)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, had)
+
+	st := e.m.Status()
+	assert.Equal(t, lab.StateRunning, st.State)
+	assert.Equal(t, map[string]int{"b": 1}, st.Holders)
+	assert.Equal(t, []string{"up"}, ops(r.Calls()))
+}
+
 func TestIdleTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl = 10 * time.Minute
