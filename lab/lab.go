@@ -334,9 +334,10 @@ func (m *Manager) acquire(ctx context.Context, holder string, b *topology.Bundle
 	held := 0 // 1: operation lock, 2: operation and file lock
 	defer func() { m.unlock(held) }()
 	for {
-		if err := ctx.Err(); err != nil {
-			// The caller gave up (its session ended): touch nothing.
-			return Result{}, fmt.Errorf("acquire lab: %w", err)
+		if ctx.Err() != nil {
+			// The caller gave up (its session ended) or Close cancelled
+			// it: touch nothing.
+			return Result{}, fmt.Errorf("acquire lab: %w", m.ctxErr(ctx))
 		}
 		p := m.decide(holder, fp, reuse, held == 2)
 		switch p.d {
@@ -954,10 +955,19 @@ func (m *Manager) unlockOp() {
 // waitErr explains why a wait ended: ErrClosed when the Manager closed,
 // otherwise ctx's error and what was waited for.
 func (m *Manager) waitErr(ctx context.Context, what string) error {
+	err := m.ctxErr(ctx)
+	if err == ErrClosed {
+		return err
+	}
+	return fmt.Errorf("wait for %s: %w", what, err)
+}
+
+// ctxErr is why ctx ended: ErrClosed when Close cancelled it.
+func (m *Manager) ctxErr(ctx context.Context) error {
 	if m.ctx.Err() != nil {
 		return ErrClosed
 	}
-	return fmt.Errorf("wait for %s: %w", what, ctx.Err())
+	return ctx.Err()
 }
 
 // setStateLocked changes the state and wakes waiters.
