@@ -344,7 +344,7 @@ func (m *Manager) acquire(ctx context.Context, holder string, b *topology.Bundle
 		case decClosed:
 			return Result{}, fmt.Errorf("acquire lab: %w", ErrClosed)
 		case decAttach:
-			m.log.Info("re-using lab", "topology", b.TopologyName(), "holder", short(holder), "ref", p.refs)
+			m.log.Info("Re-using lab", "topology", b.TopologyName(), "holder", short(holder), "ref", p.refs)
 			return p.res, nil
 		case decConflict:
 			return Result{}, fmt.Errorf("acquire lab: %w", ErrConflict)
@@ -435,11 +435,11 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 	if old := p.old; old != nil {
 		switch p.reason {
 		case "topology-switch":
-			m.log.Info("switching topology", "from", old.topoName, "to", b.TopologyName(), "holder", short(holder))
+			m.log.Info("Switching topology", "from", old.topoName, "to", b.TopologyName(), "holder", short(holder))
 		case "exclusive-request":
-			m.log.Info("exclusive request, restarting idle lab", "topology", old.topoName, "holder", short(holder))
+			m.log.Info("Exclusive request – restarting idle lab", "topology", old.topoName, "holder", short(holder))
 		default:
-			m.log.Info("cleaning up dirty lab before start", "topology", old.topoName, "dir", old.dir)
+			m.log.Info("Cleaning up dirty lab before start", "topology", old.topoName, "dir", old.dir)
 		}
 		if err := m.teardown(ctx, old, p.reason); err != nil {
 			return Result{}, fmt.Errorf("start lab: %w", err)
@@ -471,11 +471,11 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 	m.setStateLocked(StateStarting)
 	m.mu.Unlock()
 
-	m.log.Info("starting lab", "topology", l.topoName, "holder", short(holder), "dir", dir)
+	m.log.Info("Starting lab - this may take several minutes...", "topology", l.topoName, "holder", short(holder), "dir", dir)
 	devs, err := m.cfg.Runner.Up(ctx, Spec{Dir: dir, Bundle: b})
 	if err != nil {
 		upErr := &RunnerError{Op: "up", Err: err}
-		m.log.Error("lab start failed", "topology", l.topoName, "holder", short(holder), "err", err)
+		m.log.Error("Lab start failed", "topology", l.topoName, "holder", short(holder), "err", err)
 		// Up may have left part of the lab running: tear it down even if
 		// the caller gave up, within DownTimeout.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.DownTimeout)
@@ -500,7 +500,7 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 	m.setStateLocked(StateRunning)
 	res := Result{Devices: cloneDevices(l.devices), Fingerprint: fp}
 	m.mu.Unlock()
-	m.log.Info("lab started", "topology", l.topoName, "devices", len(devs), "holder", short(holder),
+	m.log.Info("Lab started", "topology", l.topoName, "devices", len(devs), "holder", short(holder),
 		"duration", time.Since(l.started).Round(time.Millisecond))
 	return res, nil
 }
@@ -510,7 +510,7 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 // working directory and the record are removed and there is no lab; on
 // failure l is kept as StateDirty for the next start to retry.
 func (m *Manager) teardown(ctx context.Context, l *labRec, reason string) error {
-	m.log.Info("tearing down lab", "topology", l.topoName, "reason", reason, "dir", l.dir)
+	m.log.Info("Tearing down lab", "topology", l.topoName, "reason", reason, "dir", l.dir)
 	begun := time.Now()
 	if err := m.cfg.Runner.Down(ctx, l.dir); err != nil {
 		m.mu.Lock()
@@ -520,7 +520,7 @@ func (m *Manager) teardown(ctx context.Context, l *labRec, reason string) error 
 		m.cur = l
 		m.setStateLocked(StateDirty)
 		m.mu.Unlock()
-		m.log.Error("lab teardown failed; kept as dirty", "topology", l.topoName, "reason", reason, "dir", l.dir, "err", err)
+		m.log.Error("Lab teardown failed; kept as dirty", "topology", l.topoName, "reason", reason, "dir", l.dir, "err", err)
 		return &RunnerError{Op: "down", Err: err}
 	}
 	m.removeDir(l.dir)
@@ -529,7 +529,7 @@ func (m *Manager) teardown(ctx context.Context, l *labRec, reason string) error 
 	m.cur = nil
 	m.setStateLocked(StateNone)
 	m.mu.Unlock()
-	m.log.Info("lab torn down", "topology", l.topoName, "reason", reason,
+	m.log.Info("Lab torn down", "topology", l.topoName, "reason", reason,
 		"duration", time.Since(begun).Round(time.Millisecond))
 	return nil
 }
@@ -580,7 +580,7 @@ func (m *Manager) dropLocked(holder string, n int) {
 	}
 	m.setStateLocked(StateIdle)
 	m.armIdleLocked()
-	m.log.Info("lab idle", "topology", l.topoName, "holder", short(holder), "idle_ttl", m.cfg.IdleTTL)
+	m.log.Info("Lab became idle – awaiting next user or teardown", "topology", l.topoName, "holder", short(holder), "idle_ttl", m.cfg.IdleTTL)
 }
 
 // armIdleLocked (re)starts the idle timer of the idle lab for IdleTTL.
@@ -612,7 +612,7 @@ func (m *Manager) expireIdle(g uint64) {
 			m.idleDue = true
 		}
 		m.mu.Unlock()
-		m.log.Debug("idle lab expired while another lab operation runs")
+		m.log.Debug("Idle lab expired while another lab operation runs")
 		return
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DownTimeout)
@@ -627,7 +627,7 @@ func (m *Manager) expireIdle(g uint64) {
 			m.armIdleLocked()
 		}
 		m.mu.Unlock()
-		m.log.Warn("idle lab not torn down; retrying after the idle TTL", "err", err)
+		m.log.Warn("Idle lab not torn down; retrying after the idle TTL", "err", err)
 		return
 	}
 	held = 2
@@ -781,15 +781,15 @@ func (m *Manager) Recover(ctx context.Context) (bool, error) {
 	if ours {
 		return false, nil
 	}
-	m.log.Info("recovering lab left by a previous run", "topology", rec.Topology, "dir", rec.Dir,
+	m.log.Info("Recovering lab left by a previous run", "topology", rec.Topology, "dir", rec.Dir,
 		"started_at", rec.StartedAt)
 	if err := m.cfg.Runner.Down(ctx, rec.Dir); err != nil {
-		m.log.Error("recovered lab teardown failed", "dir", rec.Dir, "err", err)
+		m.log.Error("Recovered lab teardown failed", "dir", rec.Dir, "err", err)
 		return true, fmt.Errorf("recover lab: %w", &RunnerError{Op: "down", Err: err})
 	}
 	m.removeDir(rec.Dir)
 	m.removeRecord(rec.Dir)
-	m.log.Info("recovered lab torn down", "topology", rec.Topology, "dir", rec.Dir)
+	m.log.Info("Recovered lab torn down", "topology", rec.Topology, "dir", rec.Dir)
 	return true, nil
 }
 
@@ -923,7 +923,7 @@ func (m *Manager) lockFile(ctx context.Context, wait bool) error {
 func (m *Manager) unlock(held int) {
 	if held >= 2 && m.lock != nil {
 		if err := m.lock.Unlock(); err != nil {
-			m.log.Warn("unlock lab lock file", "path", m.lock.Path(), "err", err)
+			m.log.Warn("Cannot unlock the lab lock file", "path", m.lock.Path(), "err", err)
 		}
 	}
 	if held >= 1 {
@@ -1010,7 +1010,7 @@ func (m *Manager) writeRecord(l *labRec) error {
 		return err
 	}
 	if old, err := m.readRecord(); err == nil && old.Dir != l.dir {
-		m.log.Warn("replacing the record of a lab that was not recovered", "dir", old.Dir, "topology", old.Topology)
+		m.log.Warn("Replacing the record of a lab that was not recovered", "dir", old.Dir, "topology", old.Topology)
 	}
 	f, err := os.CreateTemp(m.cfg.StateDir, "."+recordName+".*")
 	if err != nil {
@@ -1057,13 +1057,13 @@ func (m *Manager) removeRecord(dir string) {
 		return
 	}
 	if err := os.Remove(m.recordPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		m.log.Warn("remove lab record", "path", m.recordPath(), "err", err)
+		m.log.Warn("Cannot remove the lab record", "path", m.recordPath(), "err", err)
 	}
 }
 
 func (m *Manager) removeDir(dir string) {
 	if err := os.RemoveAll(dir); err != nil {
-		m.log.Warn("remove lab working directory", "dir", dir, "err", err)
+		m.log.Warn("Cannot remove the lab working directory", "dir", dir, "err", err)
 	}
 }
 

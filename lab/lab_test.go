@@ -1014,13 +1014,13 @@ func TestLogs(t *testing.T) {
 
 	out := buf.String()
 	for _, want := range []string{
-		`msg="starting lab" topology=a.yml holder=01234567`,
-		`msg="lab started" topology=a.yml devices=2`,
-		`msg="re-using lab" topology=a.yml holder=01234567 ref=2`,
-		`msg="lab idle" topology=a.yml`,
-		`msg="switching topology" from=a.yml to=b.yml`,
-		`msg="tearing down lab" topology=a.yml reason=topology-switch`,
-		`msg="lab torn down" topology=a.yml`,
+		`msg="Starting lab - this may take several minutes..." topology=a.yml holder=01234567`,
+		`msg="Lab started" topology=a.yml devices=2`,
+		`msg="Re-using lab" topology=a.yml holder=01234567 ref=2`,
+		`msg="Lab became idle – awaiting next user or teardown" topology=a.yml`,
+		`msg="Switching topology" from=a.yml to=b.yml`,
+		`msg="Tearing down lab" topology=a.yml reason=topology-switch`,
+		`msg="Lab torn down" topology=a.yml`,
 	} {
 		assert.Contains(t, out, want)
 	}

@@ -385,7 +385,7 @@ func runSigterm(ctx context.Context, e *env, r *scenarioReport) error {
 	}
 	teardown := ""
 	for _, l := range srv.Logs() {
-		if strings.Contains(l, `msg="lab torn down"`) {
+		if strings.Contains(l, `msg="Lab torn down"`) {
 			teardown = l
 		}
 	}
