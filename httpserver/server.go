@@ -83,10 +83,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ActiveTTL < 0 || cfg.WaitingTTL < 0 || cfg.MaxWait < 0 {
 		return nil, errors.New("new server: negative duration in Config")
 	}
-	limits, err := effectiveLimits(cfg.Limits)
-	if err != nil {
+	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
+	limits := cfg.Limits.WithDefaults()
 	s := &Server{
 		mgr:      cfg.Manager,
 		log:      cfg.Logger,
@@ -113,28 +113,6 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.routes()
 	return s, nil
-}
-
-// effectiveLimits fills the zero fields of l with the defaults and rejects
-// negative ones.
-func effectiveLimits(l topology.Limits) (topology.Limits, error) {
-	d := topology.DefaultLimits()
-	if l.MaxTopologyBytes < 0 || l.MaxFileBytes < 0 || l.MaxTotalBytes < 0 || l.MaxFiles < 0 {
-		return l, errors.New("negative upload limit")
-	}
-	if l.MaxTopologyBytes == 0 {
-		l.MaxTopologyBytes = d.MaxTopologyBytes
-	}
-	if l.MaxFileBytes == 0 {
-		l.MaxFileBytes = d.MaxFileBytes
-	}
-	if l.MaxTotalBytes == 0 {
-		l.MaxTotalBytes = d.MaxTotalBytes
-	}
-	if l.MaxFiles == 0 {
-		l.MaxFiles = d.MaxFiles
-	}
-	return l, nil
 }
 
 // onRemove runs once for every session that leaves the queue: it drops the

@@ -96,9 +96,22 @@ func DefaultLimits() Limits {
 	}
 }
 
-// withDefaults fills zero fields from DefaultLimits.
-func (l Limits) withDefaults() Limits {
+// ErrNegativeLimit is returned by Limits.Validate for a negative field.
+var ErrNegativeLimit = errors.New("negative upload limit")
+
+// Validate reports a negative field (ErrNegativeLimit). Zero fields are
+// valid: they mean the default.
+func (l Limits) Validate() error {
 	if l.MaxTopologyBytes < 0 || l.MaxFileBytes < 0 || l.MaxTotalBytes < 0 || l.MaxFiles < 0 {
+		return ErrNegativeLimit
+	}
+	return nil
+}
+
+// WithDefaults returns l with its zero fields set from DefaultLimits. It
+// panics on a negative field: check with Validate first.
+func (l Limits) WithDefaults() Limits {
+	if l.Validate() != nil {
 		panic("topology: negative value in Limits")
 	}
 	d := DefaultLimits()
@@ -225,7 +238,7 @@ func (e *entry) open() (io.ReadCloser, error) {
 // (ErrTooLarge), parses the topology (ErrInvalid) and returns a bundle
 // holding a copy of it. The zero Limits means DefaultLimits.
 func NewBundle(name string, topology []byte, limits Limits) (*Bundle, error) {
-	limits = limits.withDefaults()
+	limits = limits.WithDefaults()
 	if err := checkTopologyName(name); err != nil {
 		return nil, err
 	}

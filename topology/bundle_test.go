@@ -824,3 +824,16 @@ func BenchmarkFingerprint(b *testing.B) {
 		})
 	}
 }
+
+func TestLimitsDefaultsAndValidate(t *testing.T) {
+	d := topology.DefaultLimits()
+	assert.Equal(t, d, topology.Limits{}.WithDefaults())
+	custom := topology.Limits{MaxFiles: 3}
+	got := custom.WithDefaults()
+	assert.Equal(t, 3, got.MaxFiles)
+	assert.Equal(t, d.MaxTotalBytes, got.MaxTotalBytes)
+	require.NoError(t, custom.Validate())
+	bad := topology.Limits{MaxFileBytes: -1}
+	require.ErrorIs(t, bad.Validate(), topology.ErrNegativeLimit)
+	assert.Panics(t, func() { bad.WithDefaults() })
+}
