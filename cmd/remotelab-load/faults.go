@@ -253,23 +253,29 @@ func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 	if err := holder.Start(); err != nil {
 		return fmt.Errorf("start holder: %w", err)
 	}
+	line := make(chan string, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if s, ok := strings.CutPrefix(sc.Text(), holdingPrefix); ok {
+				select {
+				case line <- s:
+				default:
+				}
+			}
+		}
+	}()
 	exited := make(chan struct{})
 	go func() {
+		<-scanned // Wait closes the pipe, so read it to the end first
 		_ = holder.Wait()
 		close(exited)
 	}()
 	defer func() {
 		_ = holder.Process.Kill()
 		<-exited
-	}()
-	line := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if s, ok := strings.CutPrefix(sc.Text(), holdingPrefix); ok {
-				line <- s
-			}
-		}
 	}()
 	select {
 	case <-line:

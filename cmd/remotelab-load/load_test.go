@@ -111,3 +111,37 @@ func TestShortFlagKeepsExplicitSizes(t *testing.T) {
 		t.Errorf("-short scale = %d, want %d", got.Scale, shortConfig().Scale)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	for name, cfg := range map[string]config{"full": fullConfig(), "short": shortConfig(), "tiny": tinyConfig()} {
+		if err := cfg.validate(); err != nil {
+			t.Errorf("%s config: %v", name, err)
+		}
+	}
+	for _, tc := range []struct {
+		change func(*config)
+		want   string
+	}{
+		{func(c *config) { c.Waiters = 0 }, "-waiters"},
+		{func(c *config) { c.HostileRate = 0 }, "-hostile-rate"},
+		{func(c *config) { c.Sources = 300 }, "-sources"},
+		{func(c *config) { c.LongPoll = 0 }, "-long-poll"},
+		{func(c *config) { c.Hold = -time.Second }, "-hold"},
+	} {
+		cfg := shortConfig()
+		tc.change(&cfg)
+		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("validate: err = %v, want one naming %s", err, tc.want)
+		}
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	// Both fail before building or starting anything.
+	if code := run([]string{"-h"}); code != 0 {
+		t.Errorf("run -h = %d, want 0", code)
+	}
+	if code := run([]string{"-short", "-waiters", "0"}); code != 2 {
+		t.Errorf("run -short -waiters 0 = %d, want 2", code)
+	}
+}

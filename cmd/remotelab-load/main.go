@@ -26,6 +26,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -155,6 +156,9 @@ func run(args []string) int {
 	fs.BoolVar(&cfg.Markdown, "md", false, "print the results as a Markdown table")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log progress details")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if *short {
@@ -164,6 +168,10 @@ func run(args []string) int {
 		s := shortConfig()
 		s.Bin, s.Run, s.Markdown, s.Verbose = cfg.Bin, cfg.Run, cfg.Markdown, cfg.Verbose
 		cfg = mergeExplicit(s, cfg, set)
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "remotelab-load:", err)
+		return 2
 	}
 	cfg.Out = os.Stdout
 	ctx, stop := signalContext()
@@ -213,7 +221,7 @@ func runSuite(ctx context.Context, cfg config) (*report, error) {
 	if cfg.Bin == "" {
 		dir, err := os.MkdirTemp("", "remotelab-load-bin-*")
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("create build directory: %w", err)
 		}
 		defer os.RemoveAll(dir)
 		t0 := time.Now()
@@ -242,6 +250,50 @@ func runSuite(ctx context.Context, cfg config) (*report, error) {
 		fmt.Fprintf(cfg.Out, "   done in %s\n", fmtDur(time.Since(t0)))
 	}
 	return rep, nil
+}
+
+// validate rejects sizes and durations the scenarios cannot run with
+// (they would divide by zero, index an empty slice or never finish).
+func (c config) validate() error {
+	for _, v := range []struct {
+		flag string
+		n    int
+	}{
+		{"handovers", c.Handovers}, {"poll-handovers", c.PollHandovers},
+		{"waiters", c.Waiters}, {"workers", c.Workers},
+		{"scale", c.Scale}, {"scale-rounds", c.ScaleRounds},
+		{"lab-iters", c.LabIters}, {"nodes", c.Nodes},
+		{"churn-clients", c.ChurnClients},
+	} {
+		if v.n < 1 {
+			return fmt.Errorf("invalid -%s %d: must be at least 1", v.flag, v.n)
+		}
+	}
+	for _, v := range []struct {
+		flag string
+		d    time.Duration
+	}{
+		{"poll-interval", c.PollInterval}, {"long-poll", c.LongPoll},
+		{"duration", c.Duration}, {"churn-duration", c.ChurnDuration},
+		{"kill-ttl", c.KillTTL}, {"hostile-duration", c.HostileDuration},
+	} {
+		if v.d <= 0 {
+			return fmt.Errorf("invalid -%s %s: must be positive", v.flag, v.d)
+		}
+	}
+	switch {
+	case c.Hold < 0:
+		return fmt.Errorf("invalid -hold %s: must not be negative", c.Hold)
+	case c.Sources < 1 || c.Sources > 254:
+		return fmt.Errorf("invalid -sources %d: must be between 1 and 254 (127.0.0.1..127.0.0.254)", c.Sources)
+	case c.ExtraBytes < 0:
+		return fmt.Errorf("invalid -extra-bytes %d: must not be negative", c.ExtraBytes)
+	case !(c.HostileRate > 0) || c.HostileRate > 1e6:
+		return fmt.Errorf("invalid -hostile-rate %v: must be above 0 and at most 1e6", c.HostileRate)
+	case c.RSSBound < 1:
+		return fmt.Errorf("invalid -rss-bound %d: must be at least 1", c.RSSBound)
+	}
+	return nil
 }
 
 // mergeExplicit returns short with the fields whose flags were set

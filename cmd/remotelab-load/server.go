@@ -47,12 +47,17 @@ var addrRE = regexp.MustCompile(`(\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]*\]:\d+)`)
 
 // startProcess starts path with args and extra environment in a process
 // group of its own and waits (up to 30 s) for its "listening on ADDR"
-// line.
-func startProcess(ctx context.Context, name, path string, args, env []string) (*server, error) {
+// line. On failure it leaves no process and no temporary directory.
+func startProcess(ctx context.Context, name, path string, args, env []string) (_ *server, err error) {
 	tmp, err := os.MkdirTemp("", "remotelab-load-"+name+"-*")
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
 	s := &server{Name: name, Tmp: tmp, StateDir: filepath.Join(tmp, "state"), exited: make(chan struct{})}
 	if err := os.Mkdir(s.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -92,6 +97,8 @@ func startProcess(ctx context.Context, name, path string, args, env []string) (*
 		return nil, fmt.Errorf("start %s: exited before listening (%v): %s", name, s.err, s.Tail(20))
 	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
+		s.Kill()
+		return nil, fmt.Errorf("start %s: %w", name, ctx.Err())
 	}
 	s.Kill()
 	return nil, fmt.Errorf("start %s: no \"listening on\" line within 30 s: %s", name, s.Tail(20))

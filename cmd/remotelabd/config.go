@@ -5,12 +5,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/remotelab-go/remotelab/httpserver"
+	"github.com/remotelab-go/remotelab/lab"
+	"github.com/remotelab-go/remotelab/netlab"
+	"github.com/remotelab-go/remotelab/queue"
 	"github.com/remotelab-go/remotelab/topology"
 )
 
@@ -78,7 +83,8 @@ const (
 	runnerSim    = "sim"
 )
 
-// DefaultConfig returns the defaults of SPEC §5.
+// DefaultConfig returns the defaults of SPEC §5, taken from the packages
+// that own them.
 func DefaultConfig() Config {
 	limits := topology.DefaultLimits()
 	dir, _ := defaultStateDir() // "" when unknown; Validate then asks for --state-dir
@@ -89,12 +95,12 @@ func DefaultConfig() Config {
 		LogFormat:       "text",
 		Runner:          runnerNetlab,
 		StateDir:        dir,
-		ActiveTTL:       300 * time.Second,
-		WaitingTTL:      600 * time.Second,
-		LabIdleTTL:      10 * time.Minute,
-		UpTimeout:       30 * time.Minute,
-		DownTimeout:     5 * time.Minute,
-		QueryTimeout:    60 * time.Second,
+		ActiveTTL:       queue.DefaultActiveTTL,
+		WaitingTTL:      queue.DefaultWaitingTTL,
+		LabIdleTTL:      lab.DefaultIdleTTL,
+		UpTimeout:       netlab.DefaultUpTimeout,
+		DownTimeout:     netlab.DefaultDownTimeout,
+		QueryTimeout:    netlab.DefaultQueryTimeout,
 		MaxTopologySize: limits.MaxTopologyBytes,
 		MaxFileSize:     limits.MaxFileBytes,
 		MaxTotalSize:    limits.MaxTotalBytes,
@@ -102,7 +108,7 @@ func DefaultConfig() Config {
 		SimUpDelay:      100 * time.Millisecond,
 		SimDownDelay:    20 * time.Millisecond,
 		ShutdownGrace:   30 * time.Second,
-		MaxWait:         60 * time.Second,
+		MaxWait:         httpserver.DefaultMaxWait,
 	}
 }
 
@@ -129,6 +135,17 @@ func (c Config) Limits() topology.Limits {
 		MaxTotalBytes:    c.MaxTotalSize,
 		MaxFiles:         c.MaxFiles,
 	}
+}
+
+// network is the net.Listen network for Host: "tcp4" for an IPv4
+// address, so that --host 0.0.0.0 listens on IPv4 only (as written, and as
+// the original did) and the "listening on" line shows 0.0.0.0, not [::];
+// "tcp" for anything else.
+func (c Config) network() string {
+	if ip, err := netip.ParseAddr(c.Host); err == nil && ip.Is4() {
+		return "tcp4"
+	}
+	return "tcp"
 }
 
 // Addr returns host:port as given (port 0 not yet resolved).

@@ -22,6 +22,20 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	assert.Equal(t, int64(1<<20), cfg.Limits().MaxTopologyBytes)
 }
 
+func TestListenNetwork(t *testing.T) {
+	for host, want := range map[string]string{
+		"0.0.0.0":   "tcp4", // IPv4 only, as written (not a dual-stack [::])
+		"127.0.0.1": "tcp4",
+		"::":        "tcp",
+		"::1":       "tcp",
+		"localhost": "tcp",
+	} {
+		cfg := DefaultConfig()
+		cfg.Host = host
+		assert.Equal(t, want, cfg.network(), "host %q", host)
+	}
+}
+
 func TestValidateRejectsNonsense(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

@@ -193,7 +193,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 		return 1
 	}
 
-	ln, err := net.Listen("tcp", cfg.Addr())
+	ln, err := net.Listen(cfg.network(), cfg.Addr())
 	if err != nil {
 		d.fatal(fmt.Sprintf("Cannot listen on %s: %v", cfg.Addr(), err), "hint", listenHint(err, cfg.Port))
 		api.Close()
