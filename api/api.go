@@ -132,14 +132,14 @@ type ValidationIssue struct {
 	Input any      `json:"input"` // the offending value, or null
 }
 
-// ParseBool parses a boolean the way the original accepted it: true/false,
-// 1/0, yes/no, on/off, t/f, y/n, in any case. ok is false for anything
-// else.
+// ParseBool parses a boolean form field or query value as SPEC §4 allows:
+// true/false, 1/0, yes/no, on/off, in any case, surrounding spaces
+// ignored. ok is false for anything else (the server answers 422).
 func ParseBool(s string) (v, ok bool) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "true", "1", "yes", "on", "t", "y":
+	case "true", "1", "yes", "on":
 		return true, true
-	case "false", "0", "no", "off", "f", "n":
+	case "false", "0", "no", "off":
 		return false, true
 	}
 	return false, false

@@ -815,17 +815,25 @@ func TestMissingTopologyAndBadReuse(t *testing.T) {
 	assert.Equal(t, []string{"body", "reuse"}, is[1].Loc)
 }
 
-// TestBoolSpellings accepts every boolean spelling of the original for
-// reuse and force.
+// TestBoolSpellings accepts every boolean spelling of SPEC §4 for reuse
+// and force, and nothing else.
 func TestBoolSpellings(t *testing.T) {
 	e := newEnv(t)
 	id := e.createSession().SessionID
-	for _, v := range []string{"true", "True", "1", "yes", "ON", "t", "y"} {
+	for _, v := range []string{"true", "True", "1", "yes", "ON"} {
 		r := e.acquire(id, topo("lab.yml", topoA), field(api.PartReuse, v))
 		require.Equal(t, http.StatusOK, r.code, "reuse=%s: %s", v, r.body)
 	}
-	for _, v := range []string{"false", "0", "No", "off", "F", "n"} {
+	for _, v := range []string{"false", "0", "No", "off"} {
 		r := e.send(del("/lab?force="+v, id))
 		require.Equal(t, http.StatusConflict, r.code, "force=%s: %s", v, r.body)
+	}
+	for _, v := range []string{"t", "n", "2"} {
+		r := e.send(del("/lab?force="+v, id))
+		require.Equal(t, http.StatusUnprocessableEntity, r.code, "force=%s: %s", v, r.body)
+	}
+	for _, v := range []string{"t", "Y", "maybe"} {
+		r := e.acquire(id, topo("lab.yml", topoA), field(api.PartReuse, v))
+		require.Equal(t, http.StatusUnprocessableEntity, r.code, "reuse=%s: %s", v, r.body)
 	}
 }
