@@ -76,12 +76,16 @@ func (s *Server) logRequest(r *http.Request, sw *statusWriter, d time.Duration) 
 	if status == 0 {
 		status = http.StatusOK
 	}
-	s.log.LogAttrs(r.Context(), level, "request",
+	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("path", path),
 		slog.Int("status", status),
 		slog.Duration("duration", d),
-		slog.String("session", short(id)))
+	}
+	if id != "" {
+		attrs = append(attrs, slog.String("session", short(id)))
+	}
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
 
 // statusWriter records the status code and the session a request acted
