@@ -110,6 +110,32 @@ type Health struct {
 	Uptime      float64 `json:"uptime"`
 	Sessions    int     `json:"sessions"`
 	QueueLength int     `json:"queue_length"`
+
+	// The fields below are remotelab's: who holds the lab, since when,
+	// and how many wait. Session ids are shortened to 8 characters.
+
+	// Active is the head session; nil when the queue is empty.
+	Active *HealthSession `json:"active,omitempty"`
+	// Waiting is the number of sessions queued behind Active.
+	Waiting int `json:"waiting"`
+	// Lab is the host's lab.
+	Lab HealthLab `json:"lab"`
+}
+
+// HealthSession describes the active session in Health.
+type HealthSession struct {
+	Session   string  `json:"session"`    // first 8 characters of its id
+	Epoch     uint64  `json:"epoch"`      // its lease epoch
+	ActiveFor float64 `json:"active_for"` // seconds since its promotion
+	IdleFor   float64 `json:"idle_for"`   // seconds since its last request
+}
+
+// HealthLab describes the lab in Health.
+type HealthLab struct {
+	State    string         `json:"state"`              // none, starting, running, idle, stopping, dirty
+	Topology string         `json:"topology,omitempty"` // topology file name
+	Holders  map[string]int `json:"holders,omitempty"`  // references per session (8-character ids)
+	StateFor float64        `json:"state_for"`          // seconds in the current state
 }
 
 // Error is the body of every error response except request validation

@@ -713,6 +713,30 @@ func conformanceRows() []row {
 				assert.GreaterOrEqual(t, h.Uptime, 0.0)
 				now := float64(time.Now().UnixNano()) / 1e9
 				assert.InDelta(t, now, h.Timestamp, 60)
+				require.NotNil(t, h.Active)
+				assert.Len(t, h.Active.Session, 8)
+				assert.Equal(t, uint64(1), h.Active.Epoch)
+				assert.Equal(t, 1, h.Waiting)
+				assert.Equal(t, "none", h.Lab.State)
+			},
+		},
+		{
+			name: "GET /debug/health says who holds the lab",
+			req: func(t *testing.T, e *env) request {
+				id := e.createSession().SessionID
+				r := e.acquire(id, topo("lab.yml", topoA))
+				require.Equal(t, http.StatusOK, r.code, r.body)
+				return get("/debug/health", "")
+			},
+			code: http.StatusOK,
+			check: func(t *testing.T, e *env, r resp) {
+				var h api.Health
+				r.decode(t, &h)
+				require.NotNil(t, h.Active)
+				assert.Equal(t, "running", h.Lab.State)
+				assert.Equal(t, "lab.yml", h.Lab.Topology)
+				assert.Equal(t, map[string]int{h.Active.Session: 1}, h.Lab.Holders)
+				assert.Equal(t, 0, h.Waiting)
 			},
 		},
 		// routing

@@ -156,11 +156,32 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // debugHealth handles GET /debug/health.
 func (s *Server) debugHealth(w http.ResponseWriter, r *http.Request) {
 	n := s.q.Len()
-	writeJSON(w, http.StatusOK, api.Health{
+	h := api.Health{
 		Status:      "ok",
 		Timestamp:   float64(time.Now().UnixMicro()) / 1e6,
 		Uptime:      time.Since(s.started).Seconds(),
 		Sessions:    n,
 		QueueLength: n,
-	})
+	}
+	if head, err := s.q.Head(); err == nil {
+		h.Active = &api.HealthSession{
+			Session:   short(head.ID),
+			Epoch:     head.Epoch,
+			ActiveFor: time.Since(head.Since).Seconds(),
+			IdleFor:   time.Since(head.LastSeen).Seconds(),
+		}
+		h.Waiting = max(n-1, 0)
+	}
+	st := s.mgr.Status()
+	h.Lab = api.HealthLab{State: string(st.State), Topology: st.TopologyName}
+	if !st.Since.IsZero() {
+		h.Lab.StateFor = time.Since(st.Since).Seconds()
+	}
+	for holder, refs := range st.Holders {
+		if h.Lab.Holders == nil {
+			h.Lab.Holders = make(map[string]int)
+		}
+		h.Lab.Holders[short(holder)] = refs
+	}
+	writeJSON(w, http.StatusOK, h)
 }
