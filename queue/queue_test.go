@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/remotelab-go/remotelab/queue"
@@ -63,7 +65,7 @@ func newQueue(t *testing.T, cfg queue.Config[string]) *queue.Queue[string] {
 func join(t *testing.T, q *queue.Queue[string], payload string) queue.Info[string] {
 	t.Helper()
 	info, err := q.Join(payload)
-	mustNoErr(t, err)
+	require.NoError(t, err)
 	return info
 }
 
@@ -72,7 +74,7 @@ func present(t *testing.T, q *queue.Queue[string], id string) bool {
 	t.Helper()
 	_, err := q.Status(id)
 	if err != nil {
-		isErr(t, err, queue.ErrNotFound)
+		assert.ErrorIs(t, err, queue.ErrNotFound)
 		return false
 	}
 	return true
@@ -85,16 +87,16 @@ func advance(d time.Duration) {
 }
 
 func TestStrings(t *testing.T) {
-	equal(t, "waiting", queue.Waiting.String())
-	equal(t, "active", queue.Active.String())
-	equal(t, "leave", queue.Left.String())
-	equal(t, "expired", queue.Expired.String())
-	equal(t, "closed", queue.Closed.String())
+	assert.Equal(t, "waiting", queue.Waiting.String())
+	assert.Equal(t, "active", queue.Active.String())
+	assert.Equal(t, "leave", queue.Left.String())
+	assert.Equal(t, "expired", queue.Expired.String())
+	assert.Equal(t, "closed", queue.Closed.String())
 }
 
 func TestNewRejectsNegativeTTL(t *testing.T) {
-	panics(t, func() { queue.New(queue.Config[string]{ActiveTTL: -time.Second}) })
-	panics(t, func() { queue.New(queue.Config[string]{WaitingTTL: -time.Second}) })
+	assert.Panics(t, func() { queue.New(queue.Config[string]{ActiveTTL: -time.Second}) })
+	assert.Panics(t, func() { queue.New(queue.Config[string]{WaitingTTL: -time.Second}) })
 }
 
 func TestJoinOrder(t *testing.T) {
@@ -108,47 +110,47 @@ func TestJoinOrder(t *testing.T) {
 		c := join(t, q, "c")
 
 		_, err := uuid.Parse(a.ID)
-		mustNoErr(t, err)
-		equal(t, queue.Info[string]{
+		require.NoError(t, err)
+		assert.Equal(t, queue.Info[string]{
 			ID: a.ID, Status: queue.Active, Position: 0, Epoch: 1, Payload: "a",
 			Joined: start, Since: start, LastSeen: start,
 		}, a)
-		equal(t, queue.Info[string]{
+		assert.Equal(t, queue.Info[string]{
 			ID: b.ID, Status: queue.Waiting, Position: 1, Payload: "b",
 			Joined: start, LastSeen: start,
 		}, b)
-		equal(t, 2, c.Position)
-		equal(t, queue.Waiting, c.Status)
-		isZero(t, c.Epoch)
+		assert.Equal(t, 2, c.Position)
+		assert.Equal(t, queue.Waiting, c.Status)
+		assert.Zero(t, c.Epoch)
 
-		equal(t, []queue.Info[string]{a, b, c}, q.Snapshot())
-		equal(t, 3, q.Len())
+		assert.Equal(t, []queue.Info[string]{a, b, c}, q.Snapshot())
+		assert.Equal(t, 3, q.Len())
 		head, err := q.Head()
-		mustNoErr(t, err)
-		equal(t, a, head)
+		require.NoError(t, err)
+		assert.Equal(t, a, head)
 
 		// Only the first join promotes.
-		mustLen(t, rec.promotions(), 1)
-		equal(t, a, rec.promotions()[0])
-		lenIs(t, rec.removals(), 0)
+		require.Len(t, rec.promotions(), 1)
+		assert.Equal(t, a, rec.promotions()[0])
+		assert.Len(t, rec.removals(), 0)
 	})
 }
 
 func TestEmptyQueue(t *testing.T) {
 	q := newQueue(t, queue.Config[string]{})
 	_, err := q.Head()
-	isErr(t, err, queue.ErrNotFound)
-	lenIs(t, q.Snapshot(), 0)
-	isZero(t, q.Len())
-	isFalse(t, q.Holds("nobody", 1))
+	assert.ErrorIs(t, err, queue.ErrNotFound)
+	assert.Len(t, q.Snapshot(), 0)
+	assert.Zero(t, q.Len())
+	assert.False(t, q.Holds("nobody", 1))
 	for _, f := range []func(string) (queue.Info[string], error){q.Status, q.Touch, q.Leave} {
 		_, err := f("nobody")
-		isErr(t, err, queue.ErrNotFound)
+		assert.ErrorIs(t, err, queue.ErrNotFound)
 	}
 	_, err = q.Pin("nobody")
-	isErr(t, err, queue.ErrNotFound)
+	assert.ErrorIs(t, err, queue.ErrNotFound)
 	_, err = q.Wait(context.Background(), "nobody", queue.Info[string]{})
-	isErr(t, err, queue.ErrNotFound)
+	assert.ErrorIs(t, err, queue.ErrNotFound)
 }
 
 func TestJoinConcurrent(t *testing.T) {
@@ -171,29 +173,29 @@ func TestJoinConcurrent(t *testing.T) {
 	seenID := make(map[string]bool)
 	active := 0
 	for _, info := range infos {
-		isFalse(t, seenPos[info.Position], "position %d twice", info.Position)
-		isFalse(t, seenID[info.ID], "id %s twice", info.ID)
+		assert.False(t, seenPos[info.Position], "position %d twice", info.Position)
+		assert.False(t, seenID[info.ID], "id %s twice", info.ID)
 		seenPos[info.Position] = true
 		seenID[info.ID] = true
 		if info.Status == queue.Active {
 			active++
-			equal(t, 0, info.Position)
-			equal(t, uint64(1), info.Epoch)
+			assert.Equal(t, 0, info.Position)
+			assert.Equal(t, uint64(1), info.Epoch)
 		}
 		// Nobody left, so the position a join reported is still its place.
 		now, err := q.Status(info.ID)
-		mustNoErr(t, err)
-		equal(t, info.Position, now.Position)
+		require.NoError(t, err)
+		assert.Equal(t, info.Position, now.Position)
 	}
-	equal(t, 1, active)
+	assert.Equal(t, 1, active)
 	for p := range n {
-		isTrue(t, seenPos[p], "position %d missing", p)
+		assert.True(t, seenPos[p], "position %d missing", p)
 	}
 	snap := q.Snapshot()
-	mustLen(t, snap, n)
+	require.Len(t, snap, n)
 	for i, info := range snap {
-		equal(t, i, info.Position)
-		equal(t, i == 0, info.Status == queue.Active)
+		assert.Equal(t, i, info.Position)
+		assert.Equal(t, i == 0, info.Status == queue.Active)
 	}
 }
 
@@ -203,23 +205,23 @@ func TestLeaveShiftsPositions(t *testing.T) {
 	a, b, c, d := join(t, q, "a"), join(t, q, "b"), join(t, q, "c"), join(t, q, "d")
 
 	left, err := q.Leave(b.ID)
-	mustNoErr(t, err)
-	equal(t, b, left)
-	equal(t, []queue.Removal[string]{{Info: b, Reason: queue.Left}}, rec.removals())
+	require.NoError(t, err)
+	assert.Equal(t, b, left)
+	assert.Equal(t, []queue.Removal[string]{{Info: b, Reason: queue.Left}}, rec.removals())
 
 	snap := q.Snapshot()
-	mustLen(t, snap, 3)
-	equal(t, []string{a.ID, c.ID, d.ID}, []string{snap[0].ID, snap[1].ID, snap[2].ID})
-	equal(t, 1, snap[1].Position)
-	equal(t, 2, snap[2].Position)
-	equal(t, uint64(1), snap[0].Epoch, "removing a waiter does not promote")
-	lenIs(t, rec.promotions(), 1)
+	require.Len(t, snap, 3)
+	assert.Equal(t, []string{a.ID, c.ID, d.ID}, []string{snap[0].ID, snap[1].ID, snap[2].ID})
+	assert.Equal(t, 1, snap[1].Position)
+	assert.Equal(t, 2, snap[2].Position)
+	assert.Equal(t, uint64(1), snap[0].Epoch, "removing a waiter does not promote")
+	assert.Len(t, rec.promotions(), 1)
 
 	// Leaving twice fails and changes nothing.
 	_, err = q.Leave(b.ID)
-	isErr(t, err, queue.ErrNotFound)
-	equal(t, snap, q.Snapshot())
-	lenIs(t, rec.removals(), 1)
+	assert.ErrorIs(t, err, queue.ErrNotFound)
+	assert.Equal(t, snap, q.Snapshot())
+	assert.Len(t, rec.removals(), 1)
 }
 
 func TestPromotionOnLeave(t *testing.T) {
@@ -231,22 +233,22 @@ func TestPromotionOnLeave(t *testing.T) {
 		time.Sleep(10 * time.Second)
 
 		_, err := q.Leave(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		// Both callbacks ran before Leave returned.
-		equal(t, []queue.Removal[string]{{Info: a, Reason: queue.Left}}, rec.removals())
+		assert.Equal(t, []queue.Removal[string]{{Info: a, Reason: queue.Left}}, rec.removals())
 		promoted := rec.promotions()
-		mustLen(t, promoted, 2)
+		require.Len(t, promoted, 2)
 		now := time.Now()
 		want := queue.Info[string]{
 			ID: b.ID, Status: queue.Active, Position: 0, Epoch: 2, Payload: "b",
 			Joined: b.Joined, Since: now, LastSeen: now,
 		}
-		equal(t, want, promoted[1])
+		assert.Equal(t, want, promoted[1])
 		got, err := q.Status(b.ID)
-		mustNoErr(t, err)
-		equal(t, want, got)
-		isTrue(t, q.Holds(b.ID, 2))
-		isFalse(t, q.Holds(a.ID, 1))
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+		assert.True(t, q.Holds(b.ID, 2))
+		assert.False(t, q.Holds(a.ID, 1))
 	})
 }
 
@@ -258,31 +260,31 @@ func TestActiveExpiry(t *testing.T) {
 		b := join(t, q, "b")
 
 		advance(queue.DefaultActiveTTL)
-		mustTrue(t, present(t, q, a.ID), "expiry is strict: idle for exactly the TTL is alive")
+		require.True(t, present(t, q, a.ID), "expiry is strict: idle for exactly the TTL is alive")
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
-		equal(t, []queue.Removal[string]{{Info: a, Reason: queue.Expired}}, rec.removals())
+		require.False(t, present(t, q, a.ID))
+		assert.Equal(t, []queue.Removal[string]{{Info: a, Reason: queue.Expired}}, rec.removals())
 
 		// b was idle for 300 s while waiting; promotion restarts its clock,
 		// so the shorter active TTL does not reap it at once.
 		now := time.Now()
 		got, err := q.Status(b.ID)
-		mustNoErr(t, err)
-		equal(t, queue.Active, got.Status)
-		equal(t, uint64(2), got.Epoch)
-		equal(t, now, got.Since)
-		equal(t, now, got.LastSeen)
-		mustLen(t, rec.promotions(), 2)
-		equal(t, got, rec.promotions()[1])
+		require.NoError(t, err)
+		assert.Equal(t, queue.Active, got.Status)
+		assert.Equal(t, uint64(2), got.Epoch)
+		assert.Equal(t, now, got.Since)
+		assert.Equal(t, now, got.LastSeen)
+		require.Len(t, rec.promotions(), 2)
+		assert.Equal(t, got, rec.promotions()[1])
 
 		advance(queue.DefaultActiveTTL)
-		mustTrue(t, present(t, q, b.ID))
+		require.True(t, present(t, q, b.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, b.ID))
-		isZero(t, q.Len())
-		mustLen(t, rec.removals(), 2)
-		equal(t, queue.Expired, rec.removals()[1].Reason)
-		equal(t, "b", rec.removals()[1].Info.Payload)
+		require.False(t, present(t, q, b.ID))
+		assert.Zero(t, q.Len())
+		require.Len(t, rec.removals(), 2)
+		assert.Equal(t, queue.Expired, rec.removals()[1].Reason)
+		assert.Equal(t, "b", rec.removals()[1].Info.Payload)
 	})
 }
 
@@ -293,7 +295,7 @@ func TestExpiryAfterIdle(t *testing.T) {
 		for _, payload := range []string{"a", "b"} {
 			a := join(t, q, payload)
 			advance(time.Hour)
-			mustFalse(t, present(t, q, a.ID), "%s is expired after an hour", payload)
+			require.False(t, present(t, q, a.ID), "%s is expired after an hour", payload)
 		}
 	})
 }
@@ -308,14 +310,14 @@ func TestWaitingExpiry(t *testing.T) {
 		for range 6 { // keep the head alive for 600 s
 			advance(100 * time.Second)
 			_, err := q.Touch(a.ID)
-			mustNoErr(t, err)
+			require.NoError(t, err)
 		}
-		mustTrue(t, present(t, q, b.ID))
+		require.True(t, present(t, q, b.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, b.ID))
-		equal(t, []queue.Removal[string]{{Info: b, Reason: queue.Expired}}, rec.removals())
-		isTrue(t, q.Holds(a.ID, 1), "a waiter's expiry does not touch the lease")
-		lenIs(t, rec.promotions(), 1)
+		require.False(t, present(t, q, b.ID))
+		assert.Equal(t, []queue.Removal[string]{{Info: b, Reason: queue.Expired}}, rec.removals())
+		assert.True(t, q.Holds(a.ID, 1), "a waiter's expiry does not touch the lease")
+		assert.Len(t, rec.promotions(), 1)
 	})
 }
 
@@ -325,14 +327,14 @@ func TestTouchPostponesExpiry(t *testing.T) {
 		a := join(t, q, "a")
 		advance(200 * time.Second)
 		info, err := q.Touch(a.ID)
-		mustNoErr(t, err)
-		equal(t, time.Now(), info.LastSeen)
+		require.NoError(t, err)
+		assert.Equal(t, time.Now(), info.LastSeen)
 		advance(200 * time.Second)
-		mustTrue(t, present(t, q, a.ID), "400 s after join, 200 s after touch")
+		require.True(t, present(t, q, a.ID), "400 s after join, 200 s after touch")
 		advance(100 * time.Second)
-		mustTrue(t, present(t, q, a.ID))
+		require.True(t, present(t, q, a.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
+		require.False(t, present(t, q, a.ID))
 	})
 }
 
@@ -342,18 +344,18 @@ func TestReadsDoNotTouch(t *testing.T) {
 		a := join(t, q, "a")
 		advance(100 * time.Second)
 		_, err := q.Status(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		advance(100 * time.Second)
 		_, err = q.Head()
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		q.Snapshot()
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Second)
 		defer cancel()
 		info, err := q.Wait(ctx, a.ID, a)
-		mustNoErr(t, err)
-		equal(t, a.LastSeen, info.LastSeen)
+		require.NoError(t, err)
+		assert.Equal(t, a.LastSeen, info.LastSeen)
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
+		require.False(t, present(t, q, a.ID))
 	})
 }
 
@@ -365,16 +367,16 @@ func TestConfigurableTTLs(t *testing.T) {
 		for range 4 {
 			advance(5 * time.Second)
 			_, err := q.Touch(a.ID)
-			mustNoErr(t, err)
+			require.NoError(t, err)
 		}
-		mustTrue(t, present(t, q, b.ID))
+		require.True(t, present(t, q, b.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, b.ID))
+		require.False(t, present(t, q, b.ID))
 
 		advance(10*time.Second - time.Nanosecond)
-		mustTrue(t, present(t, q, a.ID))
+		require.True(t, present(t, q, a.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
+		require.False(t, present(t, q, a.ID))
 	})
 }
 
@@ -384,25 +386,25 @@ func TestPinPreventsExpiry(t *testing.T) {
 		q := newQueue(t, rec.config())
 		a := join(t, q, "a")
 		unpin, err := q.Pin(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		info, err := q.Status(a.ID)
-		mustNoErr(t, err)
-		isTrue(t, info.Pinned)
+		require.NoError(t, err)
+		assert.True(t, info.Pinned)
 
 		advance(time.Hour)
-		mustTrue(t, present(t, q, a.ID))
+		require.True(t, present(t, q, a.ID))
 
 		unpin()
 		info, err = q.Status(a.ID)
-		mustNoErr(t, err)
-		isFalse(t, info.Pinned)
-		equal(t, time.Now(), info.LastSeen, "unpin restarts the idle clock")
+		require.NoError(t, err)
+		assert.False(t, info.Pinned)
+		assert.Equal(t, time.Now(), info.LastSeen, "unpin restarts the idle clock")
 
 		advance(queue.DefaultActiveTTL)
-		mustTrue(t, present(t, q, a.ID))
+		require.True(t, present(t, q, a.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
-		equal(t, queue.Expired, rec.removals()[0].Reason)
+		require.False(t, present(t, q, a.ID))
+		assert.Equal(t, queue.Expired, rec.removals()[0].Reason)
 
 		unpin() // after the entry left: harmless
 	})
@@ -414,25 +416,25 @@ func TestPinsNest(t *testing.T) {
 		a := join(t, q, "a")
 		b := join(t, q, "b")
 		unpin1, err := q.Pin(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		unpin2, err := q.Pin(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 
 		advance(time.Hour)
 		unpin1()
 		unpin1() // a second call must not release the other pin
 		info, err := q.Status(a.ID)
-		mustNoErr(t, err)
-		isTrue(t, info.Pinned)
+		require.NoError(t, err)
+		assert.True(t, info.Pinned)
 		advance(time.Hour)
-		mustTrue(t, present(t, q, a.ID))
-		mustFalse(t, present(t, q, b.ID), "pinning the head does not keep waiters alive")
+		require.True(t, present(t, q, a.ID))
+		require.False(t, present(t, q, b.ID), "pinning the head does not keep waiters alive")
 
 		unpin2()
 		advance(queue.DefaultActiveTTL)
-		mustTrue(t, present(t, q, a.ID))
+		require.True(t, present(t, q, a.ID))
 		advance(time.Nanosecond)
-		mustFalse(t, present(t, q, a.ID))
+		require.False(t, present(t, q, a.ID))
 	})
 }
 
@@ -442,16 +444,16 @@ func TestPinnedWaiterSurvivesPromotion(t *testing.T) {
 		a := join(t, q, "a")
 		b := join(t, q, "b")
 		unpin, err := q.Pin(b.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		advance(time.Hour) // a expires, b is promoted while pinned
-		mustFalse(t, present(t, q, a.ID))
+		require.False(t, present(t, q, a.ID))
 		advance(time.Hour)
 		info, err := q.Status(b.ID)
-		mustNoErr(t, err)
-		equal(t, queue.Active, info.Status)
+		require.NoError(t, err)
+		assert.Equal(t, queue.Active, info.Status)
 		unpin()
 		advance(queue.DefaultActiveTTL + time.Nanosecond)
-		mustFalse(t, present(t, q, b.ID))
+		require.False(t, present(t, q, b.ID))
 	})
 }
 
@@ -459,15 +461,15 @@ func TestPinAfterLeave(t *testing.T) {
 	q := newQueue(t, queue.Config[string]{})
 	a := join(t, q, "a")
 	unpin, err := q.Pin(a.ID)
-	mustNoErr(t, err)
+	require.NoError(t, err)
 	_, err = q.Leave(a.ID)
-	mustNoErr(t, err)
+	require.NoError(t, err)
 	unpin()
 	unpin()
 	b := join(t, q, "b")
 	info, err := q.Status(b.ID)
-	mustNoErr(t, err)
-	isFalse(t, info.Pinned)
+	require.NoError(t, err)
+	assert.False(t, info.Pinned)
 }
 
 func TestEpochsAndHolds(t *testing.T) {
@@ -483,29 +485,29 @@ func TestEpochsAndHolds(t *testing.T) {
 		var last uint64
 		for i := range n {
 			head, err := q.Head()
-			mustNoErr(t, err)
-			isTrue(t, head.Epoch > last, "epoch %d after %d", head.Epoch, last)
+			require.NoError(t, err)
+			assert.True(t, head.Epoch > last, "epoch %d after %d", head.Epoch, last)
 			last = head.Epoch
-			isTrue(t, q.Holds(head.ID, head.Epoch))
-			isFalse(t, q.Holds(head.ID, head.Epoch-1))
-			isFalse(t, q.Holds(head.ID, head.Epoch+1))
-			isFalse(t, q.Holds(head.ID, 0))
+			assert.True(t, q.Holds(head.ID, head.Epoch))
+			assert.False(t, q.Holds(head.ID, head.Epoch-1))
+			assert.False(t, q.Holds(head.ID, head.Epoch+1))
+			assert.False(t, q.Holds(head.ID, 0))
 			if q.Len() > 1 {
-				isFalse(t, q.Holds(q.Snapshot()[1].ID, head.Epoch), "a waiter holds nothing")
+				assert.False(t, q.Holds(q.Snapshot()[1].ID, head.Epoch), "a waiter holds nothing")
 			}
 			if i%2 == 0 {
 				_, err = q.Leave(head.ID)
-				mustNoErr(t, err)
+				require.NoError(t, err)
 			} else {
 				advance(queue.DefaultActiveTTL + time.Nanosecond)
-				mustFalse(t, present(t, q, head.ID))
+				require.False(t, present(t, q, head.ID))
 			}
-			isFalse(t, q.Holds(head.ID, head.Epoch), "a lease ends with its entry")
+			assert.False(t, q.Holds(head.ID, head.Epoch), "a lease ends with its entry")
 		}
 		promoted := rec.promotions()
-		mustLen(t, promoted, n)
+		require.Len(t, promoted, n)
 		for i, info := range promoted {
-			equal(t, uint64(i+1), info.Epoch)
+			assert.Equal(t, uint64(i+1), info.Epoch)
 		}
 	})
 }
@@ -544,12 +546,12 @@ func TestWaitWakesOnPromotion(t *testing.T) {
 		ch := waitAsync(t.Context(), q, b)
 		requireBlocked(t, ch)
 		_, err := q.Leave(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		r := <-ch
-		mustNoErr(t, r.err)
-		equal(t, queue.Active, r.info.Status)
-		equal(t, 0, r.info.Position)
-		equal(t, uint64(2), r.info.Epoch)
+		require.NoError(t, r.err)
+		assert.Equal(t, queue.Active, r.info.Status)
+		assert.Equal(t, 0, r.info.Position)
+		assert.Equal(t, uint64(2), r.info.Epoch)
 	})
 }
 
@@ -562,11 +564,11 @@ func TestWaitWakesOnPositionChange(t *testing.T) {
 		ch := waitAsync(t.Context(), q, c)
 		requireBlocked(t, ch)
 		_, err := q.Leave(b.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		r := <-ch
-		mustNoErr(t, r.err)
-		equal(t, queue.Waiting, r.info.Status)
-		equal(t, 1, r.info.Position)
+		require.NoError(t, r.err)
+		assert.Equal(t, queue.Waiting, r.info.Status)
+		assert.Equal(t, 1, r.info.Position)
 	})
 }
 
@@ -580,17 +582,17 @@ func TestWaitWakesWhenAnEntryAheadExpires(t *testing.T) {
 		c := join(t, q, "c")
 		advance(5 * time.Second)
 		c, err := q.Touch(c.ID) // c outlives b
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		start := time.Now()
 		ch := waitAsync(t.Context(), q, c)
 		requireBlocked(t, ch)
 
 		r := <-ch
-		mustNoErr(t, r.err)
-		equal(t, 1, r.info.Position)
-		equal(t, queue.Waiting, r.info.Status)
-		equal(t, 5*time.Second+time.Nanosecond, time.Since(start), "woken when b expired")
-		mustFalse(t, present(t, q, b.ID))
+		require.NoError(t, r.err)
+		assert.Equal(t, 1, r.info.Position)
+		assert.Equal(t, queue.Waiting, r.info.Status)
+		assert.Equal(t, 5*time.Second+time.Nanosecond, time.Since(start), "woken when b expired")
+		require.False(t, present(t, q, b.ID))
 	})
 }
 
@@ -606,21 +608,21 @@ func TestWaitIgnoresUnrelatedChanges(t *testing.T) {
 
 		join(t, q, "d") // behind everyone
 		_, err := q.Touch(b.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		unpin, err := q.Pin(b.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		unpin()
 		_, err = q.Leave(c.ID) // behind a and b
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		requireBlocked(t, chA)
 		requireBlocked(t, chB)
 
 		_, err = q.Leave(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		rA, rB := <-chA, <-chB
-		isErr(t, rA.err, queue.ErrNotFound)
-		mustNoErr(t, rB.err)
-		equal(t, queue.Active, rB.info.Status)
+		assert.ErrorIs(t, rA.err, queue.ErrNotFound)
+		require.NoError(t, rB.err)
+		assert.Equal(t, queue.Active, rB.info.Status)
 	})
 }
 
@@ -633,18 +635,18 @@ func TestWaitContextEnds(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 		defer cancel()
 		info, err := q.Wait(ctx, b.ID, b)
-		mustNoErr(t, err, "a long-poll that times out is not a failure")
-		equal(t, 30*time.Second, time.Since(start))
-		equal(t, b, info)
+		require.NoError(t, err, "a long-poll that times out is not a failure")
+		assert.Equal(t, 30*time.Second, time.Since(start))
+		assert.Equal(t, b, info)
 
 		// An already cancelled context returns at once.
 		cancelled, cancel2 := context.WithCancel(t.Context())
 		cancel2()
 		start = time.Now()
 		info, err = q.Wait(cancelled, b.ID, b)
-		mustNoErr(t, err)
-		equal(t, b, info)
-		equal(t, start, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, b, info)
+		assert.Equal(t, start, time.Now())
 	})
 }
 
@@ -655,17 +657,17 @@ func TestWaitStaleInfoReturnsAtOnce(t *testing.T) {
 		b := join(t, q, "b")
 		c := join(t, q, "c")
 		_, err := q.Leave(b.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		start := time.Now()
 		info, err := q.Wait(t.Context(), c.ID, c) // c was at 2, is at 1
-		mustNoErr(t, err)
-		equal(t, 1, info.Position)
-		equal(t, start, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, 1, info.Position)
+		assert.Equal(t, start, time.Now())
 
 		info, err = q.Wait(t.Context(), c.ID, queue.Info[string]{Status: queue.Active})
-		mustNoErr(t, err)
-		equal(t, queue.Waiting, info.Status)
-		equal(t, start, time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, queue.Waiting, info.Status)
+		assert.Equal(t, start, time.Now())
 	})
 }
 
@@ -677,14 +679,14 @@ func TestWaitEntryRemoved(t *testing.T) {
 		chB := waitAsync(t.Context(), q, b)
 		requireBlocked(t, chB)
 		_, err := q.Leave(b.ID)
-		mustNoErr(t, err)
-		isErr(t, (<-chB).err, queue.ErrNotFound)
+		require.NoError(t, err)
+		assert.ErrorIs(t, (<-chB).err, queue.ErrNotFound)
 
 		// The head waits on itself until it expires.
 		start := time.Now()
 		_, err = q.Wait(t.Context(), a.ID, a)
-		isErr(t, err, queue.ErrNotFound)
-		equal(t, queue.DefaultActiveTTL+time.Nanosecond, time.Since(start))
+		assert.ErrorIs(t, err, queue.ErrNotFound)
+		assert.Equal(t, queue.DefaultActiveTTL+time.Nanosecond, time.Since(start))
 	})
 }
 
@@ -696,33 +698,33 @@ func TestClose(t *testing.T) {
 		b := join(t, q, "b")
 		c := join(t, q, "c")
 		unpin, err := q.Pin(a.ID)
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		a.Pinned = true
 		chB := waitAsync(t.Context(), q, b)
 		requireBlocked(t, chB)
 
 		q.Close()
-		isErr(t, (<-chB).err, queue.ErrNotFound)
-		equal(t, []queue.Removal[string]{
+		assert.ErrorIs(t, (<-chB).err, queue.ErrNotFound)
+		assert.Equal(t, []queue.Removal[string]{
 			{Info: a, Reason: queue.Closed},
 			{Info: b, Reason: queue.Closed},
 			{Info: c, Reason: queue.Closed},
 		}, rec.removals())
 
 		_, err = q.Join("d")
-		isErr(t, err, queue.ErrClosed)
+		assert.ErrorIs(t, err, queue.ErrClosed)
 		_, err = q.Status(a.ID)
-		isErr(t, err, queue.ErrNotFound)
+		assert.ErrorIs(t, err, queue.ErrNotFound)
 		_, err = q.Head()
-		isErr(t, err, queue.ErrNotFound)
-		isZero(t, q.Len())
-		isFalse(t, q.Holds(a.ID, 1))
+		assert.ErrorIs(t, err, queue.ErrNotFound)
+		assert.Zero(t, q.Len())
+		assert.False(t, q.Holds(a.ID, 1))
 		unpin()
 
 		q.Close()
-		lenIs(t, rec.removals(), 3, "a second Close reports nothing")
+		assert.Len(t, rec.removals(), 3, "a second Close reports nothing")
 		advance(time.Hour)
-		lenIs(t, rec.removals(), 3, "nothing expires after Close")
+		assert.Len(t, rec.removals(), 3, "nothing expires after Close")
 	})
 }
 
@@ -734,7 +736,7 @@ func TestConcurrentClose(t *testing.T) {
 		wg.Go(q.Close)
 	}
 	wg.Wait()
-	isZero(t, q.Len())
+	assert.Zero(t, q.Len())
 }
 
 func TestCallbacksMayCallBack(t *testing.T) {
@@ -761,12 +763,12 @@ func TestCallbacksMayCallBack(t *testing.T) {
 		a := join(t, q, "a")
 		join(t, q, "b")
 		_, err := q.Leave(a.ID) // callbacks in this goroutine
-		mustNoErr(t, err)
+		require.NoError(t, err)
 		advance(time.Hour) // callbacks in the expiry goroutine
 		mu.Lock()
 		defer mu.Unlock()
-		equal(t, []int{1, 0}, lens)
-		equal(t, []string{"a", "b"}, heads)
+		assert.Equal(t, []int{1, 0}, lens)
+		assert.Equal(t, []string{"a", "b"}, heads)
 	})
 }
 
@@ -905,13 +907,13 @@ func TestHammer(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Logf("%d snapshots checked, %d entries, %d promotions", n, len(joined), len(epochs))
-		mustTrue(t, len(epochs) > 0)
+		require.True(t, len(epochs) > 0)
 		for e := uint64(1); e <= uint64(len(epochs)); e++ {
-			equal(t, 1, epochs[e], "epoch %d promoted %d times", e, epochs[e])
+			assert.Equal(t, 1, epochs[e], "epoch %d promoted %d times", e, epochs[e])
 		}
-		lenIs(t, removed, len(joined))
+		assert.Len(t, removed, len(joined))
 		for id := range joined {
-			equal(t, 1, removed[id], "entry %s removed %d times", id, removed[id])
+			assert.Equal(t, 1, removed[id], "entry %s removed %d times", id, removed[id])
 		}
 	})
 }
