@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/remotelab-go/remotelab/internal/gobuild"
 	"github.com/remotelab-go/remotelab/internal/sim"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/netlab"
@@ -29,14 +29,6 @@ import (
 // fakeDir holds the fake netlab executable built by TestMain.
 var fakeDir string
 
-// goTool finds the go command: PATH, else the toolchain that built the test.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
-
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fakenetlab-")
 	if err != nil {
@@ -44,9 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	// The test runs in the package directory: ./fakenetlab is the fake.
-	build := exec.Command(goTool(), "build", "-o", filepath.Join(dir, "netlab"), "./fakenetlab")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := gobuild.Build(context.Background(), filepath.Join(dir, "netlab"), "netlab/fakenetlab", false); err != nil {
 		fmt.Fprintln(os.Stderr, "build fake netlab:", err)
 		os.Exit(1)
 	}

@@ -21,6 +21,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/internal/gobuild"
 )
 
 // e2eWait bounds each wait of the end-to-end test for a process (builds
@@ -38,9 +40,9 @@ func TestEndToEnd(t *testing.T) {
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
 	bin := t.TempDir()
-	goBuild(t, root, filepath.Join(bin, "remotelabd"), "./cmd/remotelabd")
+	require.NoError(t, gobuild.Build(t.Context(), filepath.Join(bin, "remotelabd"), "cmd/remotelabd", false))
 	fakeBin := filepath.Join(bin, "fake")
-	goBuild(t, root, filepath.Join(fakeBin, "netlab"), "./netlab/fakenetlab")
+	require.NoError(t, gobuild.Build(t.Context(), filepath.Join(fakeBin, "netlab"), "netlab/fakenetlab", false))
 
 	d := startDaemon(t, filepath.Join(bin, "remotelabd"), fakeBin)
 	ctl := newControl(t)
@@ -92,14 +94,6 @@ func TestEndToEnd(t *testing.T) {
 	ctl.release("D")
 	dd.mustPass(t)
 	assert.Equal(t, 0, d.queueLength(t))
-}
-
-func goBuild(t *testing.T, dir, out, pkg string) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", out, pkg)
-	cmd.Dir = dir
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build %s:\n%s", pkg, b)
 }
 
 // notifyBuffer collects output and wakes waiters on each write.

@@ -31,13 +31,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/remotelab-go/remotelab/internal/gobuild"
 )
 
 // config holds the sizes and durations of a run.
@@ -341,32 +342,10 @@ func mergeExplicit(short, cfg config, set map[string]bool) config {
 // this binary was built with) and returns the binary's path.
 func buildRemotelabd(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "remotelabd")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/remotelab-go/remotelab/cmd/remotelabd")
-	if root, err := moduleRoot(); err == nil {
-		cmd.Dir = root
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build remotelabd: %w\n%s", err, out)
+	if err := gobuild.Build(ctx, bin, "cmd/remotelabd", false); err != nil {
+		return "", fmt.Errorf("build remotelabd: %w", err)
 	}
 	return bin, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("find go.mod: not inside a module")
-		}
-		dir = parent
-	}
 }
 
 // raiseFDLimit raises RLIMIT_NOFILE to its hard limit: the scale test

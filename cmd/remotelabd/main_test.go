@@ -30,6 +30,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"gopkg.in/yaml.v3"
+
+	"github.com/remotelab-go/remotelab/internal/gobuild"
 )
 
 var (
@@ -37,9 +39,9 @@ var (
 	daemonBin  string // the remotelabd binary under test
 	fakeBinDir string // holds the fake `netlab`
 
-	buildDaemon = sync.OnceValue(func() error { return goBuild(daemonBin, ".", raceEnabled) })
+	buildDaemon = sync.OnceValue(func() error { return gobuild.Build(context.Background(), daemonBin, "cmd/remotelabd", raceEnabled) })
 	buildFake   = sync.OnceValue(func() error {
-		return goBuild(filepath.Join(fakeBinDir, "netlab"), "../../netlab/fakenetlab", false)
+		return gobuild.Build(context.Background(), filepath.Join(fakeBinDir, "netlab"), "netlab/fakenetlab", false)
 	})
 )
 
@@ -64,20 +66,6 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// goBuild builds pkg into out (with -race when the tests run with it, so
-// the end-to-end tests race-check the server too).
-func goBuild(out, pkg string, race bool) error {
-	args := []string{"build", "-o", out}
-	if race {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, pkg)...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %v\n%s", strings.Join(cmd.Args[1:], " "), err, b)
-	}
-	return nil
 }
 
 // needDaemon builds remotelabd once per test run.

@@ -3,27 +3,21 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/remotelab-go/remotelab/internal/gobuild"
 )
 
 var fake string // path of the built fake netlab
-
-// goTool finds the go command: PATH, else the toolchain that built the test.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "fakenetlab-")
@@ -32,9 +26,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	fake = filepath.Join(dir, "netlab")
-	build := exec.Command(goTool(), "build", "-o", fake, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := gobuild.Build(context.Background(), fake, "netlab/fakenetlab", false); err != nil {
 		fmt.Fprintln(os.Stderr, "build fake netlab:", err)
 		os.Exit(1)
 	}
