@@ -106,7 +106,9 @@ type Config[T any] struct {
 	// Leave it runs in the caller's goroutine before Leave returns; for
 	// expiry in the queue's own goroutine, so it should not block long.
 	// Within one change removals are reported before the promotion they
-	// caused; calls made by different goroutines may run concurrently.
+	// caused, and the waiters (Wait) the change concerns are woken only
+	// after both callbacks returned; calls made by different goroutines may
+	// run concurrently.
 	OnRemove func(Removal[T])
 	// OnPromote, if set, is called for every promotion to Active, under
 	// the same rules as OnRemove.
@@ -336,7 +338,7 @@ func (q *Queue[T]) Leave(id string) (Info[T], error) {
 	}
 	info := q.infoLocked(e)
 	q.reportLocked(&ev, info, Left)
-	q.removeLocked(e)
+	q.removeLocked(e, &ev)
 	if e.idx == 0 && len(q.order) > 0 {
 		q.promoteLocked(time.Now(), &ev)
 	}
@@ -380,7 +382,7 @@ func (q *Queue[T]) Close() {
 	close(q.stop)
 	for _, e := range q.order {
 		q.reportLocked(&ev, q.infoLocked(e), Closed)
-		notify(e)
+		ev.wake(e)
 	}
 	q.order = nil
 	q.byID = make(map[string]*entry[T])
@@ -394,6 +396,18 @@ func (q *Queue[T]) Close() {
 type events[T any] struct {
 	removed  []Removal[T]
 	promoted []Info[T]
+	woken    []chan struct{} // waiters' channels, closed after the callbacks
+}
+
+// wake takes e's waiters' channel, if any, to be closed by deliver. Waiters
+// are woken only after OnRemove and OnPromote ran, so whoever learns of a
+// promotion also sees its predecessor's removal already handled (for
+// remotelabd: the old holder's lab references already dropped).
+func (ev *events[T]) wake(e *entry[T]) {
+	if e.changed != nil {
+		ev.woken = append(ev.woken, e.changed)
+		e.changed = nil
+	}
 }
 
 // reportLocked records a removal for OnRemove, if it is set.
@@ -403,13 +417,17 @@ func (q *Queue[T]) reportLocked(ev *events[T], info Info[T], why Reason) {
 	}
 }
 
-// deliver runs the callbacks for ev. It must be called without q.mu held.
+// deliver runs the callbacks for ev, then wakes the waiters it owes. It
+// must be called without q.mu held.
 func (q *Queue[T]) deliver(ev events[T]) {
 	for _, r := range ev.removed {
 		q.onRemove(r)
 	}
 	for _, info := range ev.promoted {
 		q.onPromote(info)
+	}
+	for _, c := range ev.woken {
+		close(c)
 	}
 }
 
@@ -442,7 +460,7 @@ func (q *Queue[T]) promoteLocked(now time.Time, ev *events[T]) {
 	h.epoch = q.epoch
 	h.since = now
 	h.lastSeen = now
-	notify(h)
+	ev.wake(h)
 	q.scheduleLocked(h)
 	if q.onPromote != nil {
 		ev.promoted = append(ev.promoted, q.infoLocked(h))
@@ -451,16 +469,16 @@ func (q *Queue[T]) promoteLocked(now time.Time, ev *events[T]) {
 
 // removeLocked takes e out of the queue, shifting the entries behind it
 // forward and waking their waiters and its own. e.idx keeps its old value.
-func (q *Queue[T]) removeLocked(e *entry[T]) {
+func (q *Queue[T]) removeLocked(e *entry[T], ev *events[T]) {
 	delete(q.byID, e.id)
-	notify(e)
+	ev.wake(e)
 	i := e.idx
 	copy(q.order[i:], q.order[i+1:])
 	q.order[len(q.order)-1] = nil
 	q.order = q.order[:len(q.order)-1]
 	for j := i; j < len(q.order); j++ {
 		q.order[j].idx = j
-		notify(q.order[j])
+		ev.wake(q.order[j])
 	}
 }
 
@@ -469,14 +487,6 @@ func (q *Queue[T]) removeLocked(e *entry[T]) {
 func (q *Queue[T]) shrinkLocked() {
 	if c := cap(q.order); c > 64 && len(q.order) < c/4 {
 		q.order = append(make([]*entry[T], 0, 2*len(q.order)), q.order...)
-	}
-}
-
-// notify wakes e's waiters, if any.
-func notify[T any](e *entry[T]) {
-	if e.changed != nil {
-		close(e.changed)
-		e.changed = nil
 	}
 }
 
@@ -556,13 +566,13 @@ func (q *Queue[T]) sweep() (events[T], time.Time) {
 		if e.pins == 0 && now.Sub(e.lastSeen) > q.ttlLocked(e) {
 			q.reportLocked(&ev, q.infoLocked(e), Expired)
 			delete(q.byID, e.id)
-			notify(e)
+			ev.wake(e)
 			headGone = headGone || e.idx == 0
 			continue
 		}
 		if i := len(kept); e.idx != i {
 			e.idx = i
-			notify(e)
+			ev.wake(e)
 		}
 		kept = append(kept, e)
 	}

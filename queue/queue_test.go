@@ -555,6 +555,34 @@ func TestWaitWakesOnPromotion(t *testing.T) {
 	})
 }
 
+// TestWaitWakesAfterCallbacks: a waiter learns of its promotion only after
+// OnRemove (the old holder's clean-up) and OnPromote have returned, so it
+// can never act before its predecessor's removal was handled.
+func TestWaitWakesAfterCallbacks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		q := newQueue(t, queue.Config[string]{
+			OnRemove: func(queue.Removal[string]) { <-release },
+		})
+		a := join(t, q, "a")
+		b := join(t, q, "b")
+		ch := waitAsync(t.Context(), q, b)
+		requireBlocked(t, ch)
+		left := make(chan error, 1)
+		go func() {
+			_, err := q.Leave(a.ID)
+			left <- err
+		}()
+		synctest.Wait()
+		requireBlocked(t, ch) // promoted, but OnRemove still runs
+		close(release)
+		require.NoError(t, <-left)
+		r := <-ch
+		require.NoError(t, r.err)
+		assert.Equal(t, queue.Active, r.info.Status)
+	})
+}
+
 func TestWaitWakesOnPositionChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newQueue(t, queue.Config[string]{})
