@@ -170,3 +170,15 @@ func ParseBool(s string) (v, ok bool) {
 	}
 	return false, false
 }
+
+// ShortIDLen is how many characters of a session id logs show.
+const ShortIDLen = 8
+
+// ShortID returns the first ShortIDLen characters of a session id, as
+// server and client logs show it, so their lines can be matched up.
+func ShortID(id string) string {
+	if len(id) > ShortIDLen {
+		return id[:ShortIDLen]
+	}
+	return id
+}

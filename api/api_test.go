@@ -53,3 +53,9 @@ func TestWireShapes(t *testing.T) {
 		assert.Equal(t, tc.want, string(b))
 	}
 }
+
+func TestShortID(t *testing.T) {
+	assert.Equal(t, "1a2b3c4d", api.ShortID("1a2b3c4d-0000-4000-8000-000000000000"))
+	assert.Equal(t, "abc", api.ShortID("abc"))
+	assert.Equal(t, "", api.ShortID(""))
+}

@@ -386,14 +386,6 @@ var userAgent = sync.OnceValue(func() string {
 	return "remotelab-go/" + v
 })
 
-// shortID shortens a session id for logs.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}
-
 // sleep waits d or until ctx ends, whichever is first, and reports whether
 // the full d passed.
 func sleep(ctx context.Context, d time.Duration) bool {

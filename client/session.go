@@ -62,7 +62,7 @@ func (c *Client) Open(ctx context.Context) (*Session, error) {
 	s := &Session{
 		c:             c,
 		id:            created.SessionID,
-		log:           c.cfg.logger.With("session", shortID(created.SessionID)),
+		log:           c.cfg.logger.With("session", api.ShortID(created.SessionID)),
 		heartbeatDone: make(chan struct{}),
 	}
 	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -75,7 +75,7 @@ func (c *Client) Open(ctx context.Context) (*Session, error) {
 		if cerr := s.Close(cctx); cerr != nil {
 			s.log.Warn("could not delete the session after a failed open", "err", cerr)
 		}
-		return nil, fmt.Errorf("open session %s: %w", shortID(s.id), err)
+		return nil, fmt.Errorf("open session %s: %w", api.ShortID(s.id), err)
 	}
 	return s, nil
 }
@@ -202,7 +202,7 @@ func (s *Session) heartbeat(ctx context.Context) {
 func (s *Session) ID() string { return s.id }
 
 // String returns the session id shortened for logs.
-func (s *Session) String() string { return "session " + shortID(s.id) }
+func (s *Session) String() string { return "session " + api.ShortID(s.id) }
 
 // Close stops the heartbeats and ends the session on the server (DELETE
 // /session/{id}), dropping the lab references it holds; the lab itself
@@ -236,7 +236,7 @@ func (s *Session) Close(ctx context.Context) error {
 	case errors.Is(err, ErrNotFound):
 		s.log.Info("session closed (the server had already ended it)")
 	default:
-		return fmt.Errorf("close session %s: %w", shortID(s.id), err)
+		return fmt.Errorf("close session %s: %w", api.ShortID(s.id), err)
 	}
 	s.closed = true
 	return nil

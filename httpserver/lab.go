@@ -32,12 +32,12 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request) (caller, bool) {
 	noteSession(w, id)
 	info, err := s.q.Touch(id)
 	if err != nil {
-		s.log.Warn(fmt.Sprintf("Session %s not found", short(id)), "path", r.URL.Path)
+		s.log.Warn(fmt.Sprintf("Session %s not found", api.ShortID(id)), "path", r.URL.Path)
 		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
 		return caller{}, false
 	}
 	if info.Status != queue.Active {
-		s.log.Warn(fmt.Sprintf("Session %s not active (status=%s)", short(id), info.Status),
+		s.log.Warn(fmt.Sprintf("Session %s not active (status=%s)", api.ShortID(id), info.Status),
 			"path", r.URL.Path)
 		writeError(w, http.StatusLocked, api.DetailSessionNotActive)
 		return caller{}, false
@@ -105,8 +105,8 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, c caller) (api.
 	}
 	defer b.Close()
 	s.log.Info(fmt.Sprintf("Starting lab acquisition for session %s (topology=%s, reuse=%t)",
-		short(c.id), b.TopologyName(), reuse),
-		"fingerprint", short(b.Fingerprint()), "files", len(b.Paths()), "bytes", b.Size())
+		api.ShortID(c.id), b.TopologyName(), reuse),
+		"fingerprint", api.ShortID(b.Fingerprint()), "files", len(b.Paths()), "bytes", b.Size())
 	if !s.q.Holds(c.id, c.epoch) {
 		return api.AcquireResponse{}, fail(http.StatusNotFound, api.DetailSessionNotFound)
 	}
@@ -117,13 +117,13 @@ func (s *Server) acquire(w http.ResponseWriter, r *http.Request, c caller) (api.
 		// The session ended while the lab started: whatever it got
 		// belongs to nobody now.
 		s.mgr.ReleaseAll(c.id)
-		s.log.Warn(fmt.Sprintf("Session %s ended during lab acquisition; its references were dropped", short(c.id)))
+		s.log.Warn(fmt.Sprintf("Session %s ended during lab acquisition; its references were dropped", api.ShortID(c.id)))
 		return api.AcquireResponse{}, fail(http.StatusNotFound, api.DetailSessionNotFound)
 	}
 	if err != nil {
 		return api.AcquireResponse{}, s.labError(c, "acquire lab", err)
 	}
-	s.log.Info(fmt.Sprintf("Lab ready for session %s (reused=%t, %d devices)", short(c.id), res.Reused, len(res.Devices)))
+	s.log.Info(fmt.Sprintf("Lab ready for session %s (reused=%t, %d devices)", api.ShortID(c.id), res.Reused, len(res.Devices)))
 	return api.AcquireResponse{Reused: res.Reused, Devices: devices(res.Devices)}, nil
 }
 
@@ -142,16 +142,16 @@ func (s *Server) labError(c caller, op string, err error) *reqError {
 	case errors.Is(err, lab.ErrClosed):
 		return fail(http.StatusServiceUnavailable, api.DetailShuttingDown)
 	case errors.As(err, &re) && errors.Is(re, context.DeadlineExceeded):
-		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, short(c.id), err))
+		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, api.ShortID(c.id), err))
 		return fail(http.StatusGatewayTimeout, re.Error())
 	case errors.As(err, &re):
-		s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, short(c.id), err))
+		s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, api.ShortID(c.id), err))
 		return fail(http.StatusBadGateway, re.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, short(c.id), err))
+		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, api.ShortID(c.id), err))
 		return errorf(http.StatusGatewayTimeout, "%s: %v", op, err)
 	}
-	s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, short(c.id), err))
+	s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, api.ShortID(c.id), err))
 	return errorf(http.StatusInternalServerError, "%s: %v", op, err)
 }
 
@@ -206,7 +206,7 @@ func (s *Server) releaseLab(w http.ResponseWriter, r *http.Request) {
 		s.labError(c, "release lab", err).write(w)
 		return
 	}
-	s.log.Info(fmt.Sprintf("Session %s released a lab reference", short(c.id)))
+	s.log.Info(fmt.Sprintf("Session %s released a lab reference", api.ShortID(c.id)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -229,7 +229,7 @@ func (s *Server) destroyLab(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer end()
-	s.log.Info(fmt.Sprintf("Session %s requested lab teardown (force=%t)", short(c.id), force))
+	s.log.Info(fmt.Sprintf("Session %s requested lab teardown (force=%t)", api.ShortID(c.id), force))
 	ctx, cancel := opContext(r, c)
 	defer cancel()
 	torn, err := s.mgr.Destroy(ctx, force)

@@ -65,7 +65,7 @@ func (s *Server) logRequest(r *http.Request, sw *statusWriter, d time.Duration) 
 	id := r.PathValue("id")
 	if id != "" {
 		// Session ids are logged shortened, in paths too.
-		path = strings.Replace(path, id, short(id), 1)
+		path = strings.Replace(path, id, api.ShortID(id), 1)
 	}
 	if sw.session != "" {
 		id = sw.session
@@ -83,7 +83,7 @@ func (s *Server) logRequest(r *http.Request, sw *statusWriter, d time.Duration) 
 		slog.Duration("duration", d),
 	}
 	if id != "" {
-		attrs = append(attrs, slog.String("session", short(id)))
+		attrs = append(attrs, slog.String("session", api.ShortID(id)))
 	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/queue"
 	"github.com/remotelab-go/remotelab/topology"
@@ -107,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 		WaitingTTL: cfg.WaitingTTL,
 		OnRemove:   s.onRemove,
 		OnPromote: func(info queue.Info[*session]) {
-			s.log.Info(fmt.Sprintf("Session %s promoted to ACTIVE", short(info.ID)),
+			s.log.Info(fmt.Sprintf("Session %s promoted to ACTIVE", api.ShortID(info.ID)),
 				"epoch", info.Epoch)
 		},
 	})
@@ -123,7 +124,7 @@ func (s *Server) onRemove(rm queue.Removal[*session]) {
 	switch rm.Reason {
 	case queue.Expired:
 		reason = "stale"
-		s.log.Warn(fmt.Sprintf("Removing stale session %s due to inactivity", short(id)))
+		s.log.Warn(fmt.Sprintf("Removing stale session %s due to inactivity", api.ShortID(id)))
 	case queue.Closed:
 		reason = "server-shutdown"
 	}
@@ -131,9 +132,9 @@ func (s *Server) onRemove(rm queue.Removal[*session]) {
 		p.cancel()
 	}
 	s.mgr.ReleaseAll(id)
-	s.log.Info(fmt.Sprintf("Session %s removed (%s)", short(id), reason))
+	s.log.Info(fmt.Sprintf("Session %s removed (%s)", api.ShortID(id), reason))
 	if rm.Info.Status == queue.Active {
-		s.log.Info(fmt.Sprintf("Active session %s ended, its lab references were dropped", short(id)))
+		s.log.Info(fmt.Sprintf("Active session %s ended, its lab references were dropped", api.ShortID(id)))
 	}
 }
 
@@ -179,11 +180,3 @@ func (s *Server) Close() {
 
 // Sessions returns the number of sessions in the queue.
 func (s *Server) Sessions() int { return s.q.Len() }
-
-// short shortens a session id for logs.
-func short(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}

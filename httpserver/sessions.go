@@ -30,7 +30,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		panic(fmt.Sprintf("join queue: %v", err))
 	}
 	noteSession(w, info.ID)
-	s.log.Info(fmt.Sprintf("Created session %s at queue position %d", short(info.ID), info.Position))
+	s.log.Info(fmt.Sprintf("Created session %s at queue position %d", api.ShortID(info.ID), info.Position))
 	writeJSON(w, http.StatusCreated, api.CreateSessionResponse{
 		SessionID: info.ID,
 		Position:  info.Position,
@@ -128,7 +128,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
 		return
 	}
-	s.log.Debug(fmt.Sprintf("Heartbeat for session %s", short(id)))
+	s.log.Debug(fmt.Sprintf("Heartbeat for session %s", api.ShortID(id)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -165,7 +165,7 @@ func (s *Server) debugHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	if head, err := s.q.Head(); err == nil {
 		h.Active = &api.HealthSession{
-			Session:   short(head.ID),
+			Session:   api.ShortID(head.ID),
 			Epoch:     head.Epoch,
 			ActiveFor: time.Since(head.Since).Seconds(),
 			IdleFor:   time.Since(head.LastSeen).Seconds(),
@@ -181,7 +181,7 @@ func (s *Server) debugHealth(w http.ResponseWriter, r *http.Request) {
 		if h.Lab.Holders == nil {
 			h.Lab.Holders = make(map[string]int)
 		}
-		h.Lab.Holders[short(holder)] = refs
+		h.Lab.Holders[api.ShortID(holder)] = refs
 	}
 	writeJSON(w, http.StatusOK, h)
 }

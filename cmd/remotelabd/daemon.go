@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/lab"
 )
@@ -179,7 +180,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 		log.Info("Startup cleanup completed successfully")
 	}
 
-	api, err := httpserver.New(httpserver.Config{
+	rest, err := httpserver.New(httpserver.Config{
 		Manager:    mgr,
 		ActiveTTL:  cfg.ActiveTTL,
 		WaitingTTL: cfg.WaitingTTL,
@@ -196,7 +197,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	ln, err := net.Listen(cfg.network(), cfg.Addr())
 	if err != nil {
 		d.fatal(fmt.Sprintf("Cannot listen on %s: %v", cfg.Addr(), err), "hint", listenHint(err, cfg.Port))
-		api.Close()
+		rest.Close()
 		closeManager()
 		return 1
 	}
@@ -209,7 +210,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
 	httpLog := d.component("http")
-	var handler http.Handler = api
+	var handler http.Handler = rest
 	if testHookHandler != nil {
 		handler = testHookHandler(handler)
 	}
@@ -237,14 +238,14 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	log.Info("Remote Lab Manager shutting down...")
 	// Draining refuses new sessions and answers parked long-polls at once,
 	// so they do not hold the shutdown grace for up to --max-wait.
-	api.Drain()
+	rest.Drain()
 	st := mgr.Status()
 	holders := make([]string, 0, len(st.Holders))
 	for h := range st.Holders {
-		holders = append(holders, shortID(h))
+		holders = append(holders, api.ShortID(h))
 	}
 	slices.Sort(holders)
-	log.Info("Active sessions at shutdown", "sessions", api.Sessions(),
+	log.Info("Active sessions at shutdown", "sessions", rest.Sessions(),
 		"lab", st.State, "topology", st.TopologyName, "holders", holders)
 	gctx, cancel := context.WithTimeout(forceCtx, cfg.ShutdownGrace)
 	err = srv.Shutdown(gctx)
@@ -257,7 +258,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	}
 	cancelRequests()
 	closeManager()
-	api.Close()
+	rest.Close()
 	srv.Close()
 	<-serveErr
 	log.Info("Remote Lab Manager shutdown complete")
@@ -279,14 +280,6 @@ func forcedContext(force context.Context, d time.Duration) (context.Context, con
 // testHookHandler, if set (by tests, before the server starts), wraps the
 // HTTP API's handler, so a test can tell when a request reached it.
 var testHookHandler func(http.Handler) http.Handler
-
-// shortID shortens a session id for logs.
-func shortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}
 
 // listenHint says how to fix a failed listen.
 func listenHint(err error, port int) string {
