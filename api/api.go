@@ -7,6 +7,7 @@ package api
 import (
 	"encoding/json"
 	"strings"
+	"time"
 )
 
 // HeaderSessionID names the session a request acts for.
@@ -34,13 +35,31 @@ const (
 	DetailNoLab            = "No lab running"
 	DetailLabInUse         = "Lab still in use"
 	DetailBadTopologyName  = "Topology must be a .yml or .yaml file"
-	DetailShuttingDown     = "Server is shutting down"
+	DetailShuttingDown     = "Server shutting down"
 	DetailWrongSession     = "X-Session-ID names another session"
 	DetailOperationRunning = "Another lab operation of this session is running"
 	// DetailLabConflict answers 409 to POST /lab when the session still
 	// holds the running lab and asks for another one or a fresh start.
 	DetailLabConflict = "This session still holds the running lab; release it first " +
 		"(POST /lab/release) before asking for a different lab or a fresh start (reuse=false)"
+	// DetailWrongOwner answers 403 to a caller acting on another
+	// owner's session (authentication on).
+	DetailWrongOwner = "Session belongs to another owner"
+	// DetailUnauthorized answers 401: no token, or an unknown one.
+	DetailUnauthorized = "Not authenticated: send a token (Authorization: Bearer <token>, or HTTP Basic with the token as password)"
+	// DetailRoleTooLow is the format of the 403 for a role too low: the
+	// caller's role, then the role the route needs.
+	DetailRoleTooLow = "Role %s may not do this (needs %s)"
+	// DetailAdminLoopbackOnly answers 403 to an admin route called from
+	// another host while authentication is off.
+	DetailAdminLoopbackOnly = "Admin routes answer only loopback callers while authentication is off (start remotelabd with --auth-file)"
+	// DetailQueueFull answers 429 to POST /session.
+	DetailQueueFull = "Queue full"
+	// DetailQuarantined starts the 503 of POST /lab on a quarantined host.
+	DetailQuarantined = "Lab host quarantined"
+	// DetailUploadTimeout starts the 408 of an upload that did not arrive
+	// in time.
+	DetailUploadTimeout = "Upload timed out"
 	// DetailInternalError answers 500 (a server bug, logged with its stack).
 	DetailInternalError = "Internal Server Error"
 	// DetailNotFound and DetailMethodNotAllowed answer unknown routes and
@@ -54,21 +73,40 @@ const (
 	IssueMissing         = "missing"          // a required header, field or part is absent
 	IssueBoolParsing     = "bool_parsing"     // a boolean field did not parse
 	IssueDurationParsing = "duration_parsing" // a duration field did not parse
+	IssueValue           = "value_error"      // a field is out of its bounds
+	IssueJSON            = "json_invalid"     // a JSON body did not parse
 )
 
-// CreateSessionResponse is the body of 201 POST /session.
+// CreateSessionResponse is the body of 201 POST /session: the original's
+// session_id and position, then the session's status and limits.
 type CreateSessionResponse struct {
 	SessionID string `json:"session_id"`
 	Position  int    `json:"position"`
 	Status    string `json:"status"`
-	Epoch     uint64 `json:"epoch"`
+	SessionDetails
 }
 
-// SessionStatus is the body of GET /session/{id}.
+// SessionStatus is the body of GET /session/{id}: the original's status
+// and position, then the rest of the session's details.
 type SessionStatus struct {
 	Status   string `json:"status"`
 	Position int    `json:"position"`
-	Epoch    uint64 `json:"epoch"`
+	SessionDetails
+}
+
+// SessionDetails are the fields remotelab adds to a session's answers.
+type SessionDetails struct {
+	// Epoch is the session's lease epoch while active, 0 while waiting.
+	Epoch uint64 `json:"epoch"`
+	// Owner is who the session is for.
+	Owner string `json:"owner,omitempty"`
+	// EstimatedWaitSeconds estimates the wait for the lab (SPEC §10);
+	// null while active or before the first hold ended.
+	EstimatedWaitSeconds *float64 `json:"estimated_wait_seconds,omitempty"`
+	// WaitDeadline and HoldDeadline are when the session's wait_timeout
+	// and max_hold end it.
+	WaitDeadline *time.Time `json:"wait_deadline,omitempty"`
+	HoldDeadline *time.Time `json:"hold_deadline,omitempty"`
 }
 
 // ActiveSession is the body of GET /active-session.

@@ -35,7 +35,7 @@ func TestWireShapes(t *testing.T) {
 	}{
 		{api.CreateSessionResponse{SessionID: "id", Position: 2, Status: api.StatusWaiting},
 			`{"session_id":"id","position":2,"status":"waiting","epoch":0}`},
-		{api.SessionStatus{Status: api.StatusActive, Epoch: 3},
+		{api.SessionStatus{Status: api.StatusActive, SessionDetails: api.SessionDetails{Epoch: 3}},
 			`{"status":"active","position":0,"epoch":3}`},
 		{api.ActiveSession{Status: api.StatusActive, SessionID: "id"},
 			`{"status":"active","position":0,"session_id":"id"}`},

@@ -3,156 +3,130 @@ package httpserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"path/filepath"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/lab"
-	"github.com/remotelab-go/remotelab/queue"
 )
 
-// caller is the active session a /lab* request acts for.
-type caller struct {
-	id    string
-	sess  *session
-	epoch uint64 // the lease the request started under
-}
-
 // gate checks the session of a /lab* request and refreshes it: no header
-// is 422, an unknown session 404, a waiting one 423. It runs before the
-// request's body and query are looked at, so these errors take precedence
-// over validation errors, as in the original.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request) (caller, bool) {
+// is 422, another owner's session 403, an unknown session 404, a waiting
+// one 423. It runs before the request's body and query are looked at, so
+// these errors take precedence over validation errors, as in the
+// original.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.Header.Get(api.HeaderSessionID)
 	if id == "" {
 		invalid(missing("header", api.HeaderSessionID)).write(w)
-		return caller{}, false
+		return "", false
 	}
-	noteSession(w, id)
-	info, err := s.q.Touch(id)
-	if err != nil {
-		s.log.Warn(fmt.Sprintf("Session %s not found", api.ShortID(id)), "path", r.URL.Path)
-		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
-		return caller{}, false
+	if !s.ownSession(w, r, id) {
+		return "", false
 	}
-	if info.Status != queue.Active {
-		s.log.Warn(fmt.Sprintf("Session %s not active (status=%s)", api.ShortID(id), info.Status),
-			"path", r.URL.Path)
-		writeError(w, http.StatusLocked, api.DetailSessionNotActive)
-		return caller{}, false
+	if _, err := s.b.Gate(id); err != nil {
+		s.sessionError(w, err)
+		return "", false
 	}
-	return caller{id: id, sess: info.Payload, epoch: info.Epoch}, true
+	return id, true
 }
 
-// beginOp starts a lab operation of c: it takes the session's operation
-// lock (409 if another operation of the session runs) and pins the
-// session so it cannot expire while the operation runs. end undoes both
-// and restarts the session's idle clock.
-func (s *Server) beginOp(w http.ResponseWriter, c caller) (end func(), ok bool) {
-	if !c.sess.op.TryLock() {
-		writeError(w, http.StatusConflict, api.DetailOperationRunning)
+// begin gates a lab operation and starts it (409 while another operation
+// of the session runs). The caller must End the operation.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*broker.Op, bool) {
+	id := r.Header.Get(api.HeaderSessionID)
+	if id == "" {
+		invalid(missing("header", api.HeaderSessionID)).write(w)
 		return nil, false
 	}
-	unpin, err := s.q.Pin(c.id)
-	if err != nil {
-		c.sess.op.Unlock()
-		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
+	if !s.ownSession(w, r, id) {
 		return nil, false
 	}
-	return func() {
-		unpin()
-		c.sess.op.Unlock()
-	}, true
-}
-
-// opContext returns the context of a lab operation: it ends with the
-// request and when the session leaves the queue.
-func opContext(r *http.Request, c caller) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(r.Context())
-	stop := context.AfterFunc(c.sess.ctx, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
+	op, err := s.b.Begin(id)
+	if err != nil {
+		s.sessionError(w, err)
+		return nil, false
 	}
+	return op, true
 }
 
-// acquireLab handles POST /lab.
+// acquireLab handles POST /lab. The whole upload is read (under the
+// upload timeout) before any lab work starts.
 func (s *Server) acquireLab(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.gate(w, r)
+	op, ok := s.begin(w, r)
 	if !ok {
 		return
 	}
-	end, ok := s.beginOp(w, c)
-	if !ok {
+	defer op.End()
+	b, reuse, rerr := s.readUpload(w, r, op)
+	if rerr != nil && rerr.gone {
+		err := op.Err()
+		if err == nil {
+			err = broker.ErrNotFound
+		}
+		s.sessionError(w, err)
 		return
 	}
-	defer end()
-	res, rerr := s.acquire(w, r, c)
 	if rerr != nil {
 		rerr.write(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
-}
-
-// acquire reads the upload and acquires the lab for c. It returns only
-// after the bundle is closed, so no spooled file outlives the answer.
-func (s *Server) acquire(w http.ResponseWriter, r *http.Request, c caller) (api.AcquireResponse, *reqError) {
-	b, reuse, rerr := s.readUpload(w, r)
-	if rerr != nil {
-		return api.AcquireResponse{}, rerr
-	}
 	defer b.Close()
-	s.log.Info(fmt.Sprintf("Starting lab acquisition for session %s (topology=%s, reuse=%t)",
-		api.ShortID(c.id), b.TopologyName(), reuse),
-		"fingerprint", api.ShortID(b.Fingerprint()), "files", len(b.Paths()), "bytes", b.Size())
-	if !s.q.Holds(c.id, c.epoch) {
-		return api.AcquireResponse{}, fail(http.StatusNotFound, api.DetailSessionNotFound)
-	}
-	ctx, cancel := opContext(r, c)
-	defer cancel()
-	res, err := s.mgr.TryAcquire(ctx, c.id, b, reuse)
-	if !s.q.Holds(c.id, c.epoch) {
-		// The session ended while the lab started: whatever it got
-		// belongs to nobody now.
-		s.mgr.ReleaseAll(c.id)
-		s.log.Warn(fmt.Sprintf("Session %s ended during lab acquisition; its references were dropped", api.ShortID(c.id)))
-		return api.AcquireResponse{}, fail(http.StatusNotFound, api.DetailSessionNotFound)
-	}
+	id := r.Header.Get(api.HeaderSessionID)
+	s.log.Info("Starting lab acquisition", "session", api.ShortID(id), "topology", b.TopologyName(),
+		"reuse", reuse, "fingerprint", api.ShortID(b.Fingerprint()), "files", len(b.Paths()), "bytes", b.Size())
+	res, err := op.Acquire(r.Context(), b, reuse)
 	if err != nil {
-		return api.AcquireResponse{}, s.labError(c, "acquire lab", err)
+		s.labError(w, r, "acquire lab", err)
+		return
 	}
-	s.log.Info(fmt.Sprintf("Lab ready for session %s (reused=%t, %d devices)", api.ShortID(c.id), res.Reused, len(res.Devices)))
-	return api.AcquireResponse{Reused: res.Reused, Devices: devices(res.Devices)}, nil
+	s.log.Info("Lab ready for session", "session", api.ShortID(id), "reused", res.Reused, "devices", len(res.Devices))
+	writeJSON(w, http.StatusOK, api.AcquireResponse{Reused: res.Reused, Devices: devices(res.Devices)})
 }
 
-// labError maps a lab.Manager error to an answer.
-func (s *Server) labError(c caller, op string, err error) *reqError {
+// labError answers an error of a lab operation.
+func (s *Server) labError(w http.ResponseWriter, r *http.Request, op string, err error) {
 	var re *lab.RunnerError
+	var qe *broker.QuarantineError
+	id := api.ShortID(r.Header.Get(api.HeaderSessionID))
 	switch {
+	case errors.Is(err, broker.ErrNotFound), errors.Is(err, broker.ErrNotActive),
+		errors.Is(err, broker.ErrOperationRunning):
+		s.sessionError(w, err)
+	case errors.As(err, &qe):
+		writeError(w, http.StatusServiceUnavailable, api.DetailQuarantined+": "+qe.Reason)
 	case errors.Is(err, lab.ErrBusy):
-		return fail(http.StatusLocked, api.DetailLabBusy)
+		writeError(w, http.StatusLocked, api.DetailLabBusy)
 	case errors.Is(err, lab.ErrConflict):
-		return fail(http.StatusConflict, api.DetailLabConflict)
+		writeError(w, http.StatusConflict, api.DetailLabConflict)
 	case errors.Is(err, lab.ErrInUse):
-		return fail(http.StatusConflict, api.DetailLabInUse)
+		writeError(w, http.StatusConflict, api.DetailLabInUse)
 	case errors.Is(err, lab.ErrNoLab):
-		return fail(http.StatusNotFound, api.DetailNoLab)
-	case errors.Is(err, lab.ErrClosed):
-		return fail(http.StatusServiceUnavailable, api.DetailShuttingDown)
+		writeError(w, http.StatusNotFound, api.DetailNoLab)
+	case errors.Is(err, lab.ErrLockUnavailable):
+		s.log.Error("Lab lock file unusable", "op", op, "session", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, lab.ErrClosed), errors.Is(err, broker.ErrClosed),
+		s.draining.Load() && errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
 	case errors.As(err, &re) && errors.Is(re, context.DeadlineExceeded):
-		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, api.ShortID(c.id), err))
-		return fail(http.StatusGatewayTimeout, re.Error())
+		s.log.Error("Lab operation timed out", "op", op, "session", id, "err", err)
+		writeError(w, http.StatusGatewayTimeout, re.Error())
 	case errors.As(err, &re):
-		s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, api.ShortID(c.id), err))
-		return fail(http.StatusBadGateway, re.Error())
+		s.log.Error("Lab operation failed", "op", op, "session", id, "err", err)
+		writeError(w, http.StatusBadGateway, re.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		s.log.Error(fmt.Sprintf("%s for session %s timed out: %v", op, api.ShortID(c.id), err))
-		return errorf(http.StatusGatewayTimeout, "%s: %v", op, err)
+		s.log.Error("Lab operation timed out", "op", op, "session", id, "err", err)
+		writeError(w, http.StatusGatewayTimeout, op+": "+err.Error())
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away: nobody reads the answer.
+		s.log.Info("Lab operation abandoned by its client", "op", op, "session", id)
+		writeError(w, http.StatusServiceUnavailable, op+": the request was cancelled")
+	default:
+		s.log.Error("Lab operation failed", "op", op, "session", id, "err", err)
+		writeError(w, http.StatusInternalServerError, op+": "+err.Error())
 	}
-	s.log.Error(fmt.Sprintf("%s for session %s failed: %v", op, api.ShortID(c.id), err))
-	return errorf(http.StatusInternalServerError, "%s: %v", op, err)
 }
 
 // labStatus handles GET /lab.
@@ -160,7 +134,7 @@ func (s *Server) labStatus(w http.ResponseWriter, r *http.Request) {
 	if _, ok := s.gate(w, r); !ok {
 		return
 	}
-	st := s.mgr.Status()
+	st := s.b.Manager().Status()
 	var topo *string
 	if st.Dir != "" && st.TopologyName != "" {
 		p := filepath.Join(st.Dir, st.TopologyName)
@@ -178,13 +152,12 @@ func (s *Server) labStatus(w http.ResponseWriter, r *http.Request) {
 
 // labDevices handles GET /lab/devices.
 func (s *Server) labDevices(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.gate(w, r)
-	if !ok {
+	if _, ok := s.gate(w, r); !ok {
 		return
 	}
-	devs, err := s.mgr.Devices()
+	devs, err := s.b.Manager().Devices()
 	if err != nil {
-		s.labError(c, "list devices", err).write(w)
+		s.labError(w, r, "list devices", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, devices(devs))
@@ -193,49 +166,42 @@ func (s *Server) labDevices(w http.ResponseWriter, r *http.Request) {
 // releaseLab handles POST /lab/release: it drops one of the caller's own
 // references (none held is a no-op).
 func (s *Server) releaseLab(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.gate(w, r)
+	op, ok := s.begin(w, r)
 	if !ok {
 		return
 	}
-	end, ok := s.beginOp(w, c)
-	if !ok {
+	defer op.End()
+	if err := op.Release(); err != nil {
+		s.labError(w, r, "release lab", err)
 		return
 	}
-	defer end()
-	if err := s.mgr.Release(c.id); err != nil {
-		s.labError(c, "release lab", err).write(w)
-		return
-	}
-	s.log.Info(fmt.Sprintf("Session %s released a lab reference", api.ShortID(c.id)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
 // destroyLab handles DELETE /lab[?force=BOOL]: 204 without a lab, 202 once
-// the lab is torn down.
+// the lab is torn down. force is parsed before the operation lock is
+// taken, so a bad value answers 422 even while another operation runs.
 func (s *Server) destroyLab(w http.ResponseWriter, r *http.Request) {
-	c, ok := s.gate(w, r)
-	if !ok {
+	if _, ok := s.gate(w, r); !ok {
 		return
 	}
 	force := true
 	if v, ok := r.URL.Query()["force"]; ok {
 		if force, ok = api.ParseBool(v[0]); !ok {
-			invalid(badBool(v[0], "query", "force")).write(w)
+			invalid(badBool(api.Clip(v[0]), "query", "force")).write(w)
 			return
 		}
 	}
-	end, ok := s.beginOp(w, c)
+	op, ok := s.begin(w, r)
 	if !ok {
 		return
 	}
-	defer end()
-	s.log.Info(fmt.Sprintf("Session %s requested lab teardown (force=%t)", api.ShortID(c.id), force))
-	ctx, cancel := opContext(r, c)
-	defer cancel()
-	torn, err := s.mgr.Destroy(ctx, force)
+	defer op.End()
+	s.log.Info("Session requested lab teardown", "session", api.ShortID(r.Header.Get(api.HeaderSessionID)), "force", force)
+	torn, err := op.Destroy(r.Context(), force)
 	switch {
 	case err != nil:
-		s.labError(c, "destroy lab", err).write(w)
+		s.labError(w, r, "destroy lab", err)
 	case torn:
 		w.WriteHeader(http.StatusAccepted)
 	default:

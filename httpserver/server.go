@@ -1,11 +1,13 @@
 // Package httpserver serves the remotelab HTTP API (wire-compatible with the
-// original Python service) over a queue.Queue of sessions and a
-// lab.Manager. It is a translation layer: sessions are queue entries, lab
-// calls go to the Manager, and errors become status codes.
+// original Python service) over a broker.Broker: it translates requests
+// into Broker calls and Broker results and errors into answers. It also
+// serves the views of the queue (/queue, /history, the live dashboard at /
+// and its /events stream), /metrics, /readyz and the admin routes, and
+// enforces authentication and roles when an Authenticator is configured.
 //
 // There is no global lock: a running `netlab up` or `down` holds only the
-// calling session's operation lock, so polls, heartbeats, /healthz and other
-// sessions' calls are answered while it runs.
+// calling session's operation lock, so polls, heartbeats, /healthz and the
+// views are answered while it runs.
 package httpserver
 
 import (
@@ -14,23 +16,32 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
-	"github.com/remotelab-go/remotelab/lab"
-	"github.com/remotelab-go/remotelab/queue"
+	"github.com/remotelab-go/remotelab/auth"
+	"github.com/remotelab-go/remotelab/broker"
+	"github.com/remotelab-go/remotelab/internal/metrics"
 	"github.com/remotelab-go/remotelab/topology"
 )
 
+// Authenticator maps a bearer token to an identity (an *auth.File does).
+type Authenticator interface {
+	Lookup(token string) (auth.Identity, bool)
+}
+
+// AuditLog is the audit log as GET /admin/audit reads it.
+type AuditLog interface {
+	// Tail returns up to n of the last entries, oldest first.
+	Tail(n int) ([]broker.Audit, error)
+}
+
 // Config configures a Server. Zero values mean the defaults.
 type Config struct {
-	// Manager runs the host's lab. Required. The Server does not close it.
-	Manager *lab.Manager
-	// ActiveTTL and WaitingTTL are the session inactivity limits
-	// (defaults 300 s and 600 s).
-	ActiveTTL, WaitingTTL time.Duration
+	// Broker runs the queue and the lab. Required. The Server does not
+	// close it.
+	Broker *broker.Broker
 	// Limits bound uploads (default topology.DefaultLimits()).
 	Limits topology.Limits
 	// SpoolDir is where uploaded extra files that arrive before the
@@ -39,144 +50,188 @@ type Config struct {
 	SpoolDir string
 	// MaxWait caps the long-poll ?wait= of GET /session/{id} (default 60 s).
 	MaxWait time.Duration
-	// Logger receives request and session logs (default slog.Default()).
+	// UploadTimeout bounds the reading of a POST /lab body (default 5
+	// min); a body still incomplete then gets 408.
+	UploadTimeout time.Duration
+	// Auth, if set, turns authentication on (SPEC §10): every route but
+	// /healthz and /readyz needs a token of a sufficient role. Without
+	// it anyone may act on any session and the admin routes answer
+	// loopback callers only.
+	Auth Authenticator
+	// Audit, if set, is served by GET /admin/audit.
+	Audit AuditLog
+	// Metrics collects the metrics served at /metrics; nil makes one
+	// (then the Broker's events are not counted: pass the same Metrics
+	// to broker.Config.Observer for that).
+	Metrics *metrics.Metrics
+	// Logger receives request logs (default slog.Default()).
 	Logger *slog.Logger
 }
 
-// DefaultMaxWait is the default cap of a long-poll.
-const DefaultMaxWait = 60 * time.Second
+// Defaults of Config.
+const (
+	DefaultMaxWait       = 60 * time.Second
+	DefaultUploadTimeout = 5 * time.Minute
+)
 
 // Server is the HTTP API. It implements http.Handler. The caller must call
 // Close.
 type Server struct {
-	mgr      *lab.Manager
-	log      *slog.Logger
-	limits   topology.Limits
-	spoolDir string
-	maxWait  time.Duration
+	b             *broker.Broker
+	log           *slog.Logger
+	limits        topology.Limits
+	spoolDir      string
+	maxWait       time.Duration
+	uploadTimeout time.Duration
+	auth          Authenticator
+	auditLog      AuditLog
+	metrics       *metrics.Metrics
 
-	q        *queue.Queue[*session]
 	mux      *http.ServeMux
+	roles    map[string]access // route pattern → who may call it
 	started  time.Time
 	draining atomic.Bool
-	// drained ends with Drain: it cuts long-polls short so a graceful
-	// shutdown does not wait for them.
+	// drained ends with Drain: it cuts long-polls and event streams
+	// short so a graceful shutdown does not wait for them.
 	drained   context.Context
 	stopPolls context.CancelFunc
+	events    *eventHub
 }
 
-// session is the payload of a queue entry.
-type session struct {
-	// ctx is cancelled when the session leaves the queue, which interrupts
-	// its running lab operation.
-	ctx    context.Context
-	cancel context.CancelFunc
-	// op serialises the session's lab operations: a second one while one
-	// runs is refused (409) rather than queued behind it.
-	op sync.Mutex
-}
-
-// New returns a Server with an empty session queue.
+// New returns a Server over cfg.Broker.
 func New(cfg Config) (*Server, error) {
-	if cfg.Manager == nil {
-		return nil, errors.New("new server: Config.Manager is required")
+	if cfg.Broker == nil {
+		return nil, errors.New("new server: Config.Broker is required")
 	}
-	if cfg.ActiveTTL < 0 || cfg.WaitingTTL < 0 || cfg.MaxWait < 0 {
+	if cfg.MaxWait < 0 || cfg.UploadTimeout < 0 {
 		return nil, errors.New("new server: negative duration in Config")
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
-	limits := cfg.Limits.WithDefaults()
 	s := &Server{
-		mgr:      cfg.Manager,
-		log:      cfg.Logger,
-		limits:   limits,
-		spoolDir: cfg.SpoolDir,
-		maxWait:  cfg.MaxWait,
-		started:  time.Now(),
+		b:             cfg.Broker,
+		log:           cfg.Logger,
+		limits:        cfg.Limits.WithDefaults(),
+		spoolDir:      cfg.SpoolDir,
+		maxWait:       cfg.MaxWait,
+		uploadTimeout: cfg.UploadTimeout,
+		auth:          cfg.Auth,
+		auditLog:      cfg.Audit,
+		metrics:       cfg.Metrics,
+		started:       time.Now(),
 	}
-	s.drained, s.stopPolls = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	if s.maxWait == 0 {
 		s.maxWait = DefaultMaxWait
 	}
-	s.q = queue.New(queue.Config[*session]{
-		ActiveTTL:  cfg.ActiveTTL,
-		WaitingTTL: cfg.WaitingTTL,
-		OnRemove:   s.onRemove,
-		OnPromote: func(info queue.Info[*session]) {
-			s.log.Info(fmt.Sprintf("Session %s promoted to ACTIVE", api.ShortID(info.ID)),
-				"epoch", info.Epoch)
-		},
-	})
+	if s.uploadTimeout == 0 {
+		s.uploadTimeout = DefaultUploadTimeout
+	}
+	if s.metrics == nil {
+		s.metrics = metrics.New()
+	}
+	s.metrics.Watch(s.b)
+	s.drained, s.stopPolls = context.WithCancel(context.Background())
+	s.events = newEventHub(s)
 	s.routes()
 	return s, nil
 }
 
-// onRemove runs once for every session that leaves the queue: it drops the
-// session's lab references and interrupts its running lab operation.
-func (s *Server) onRemove(rm queue.Removal[*session]) {
-	id := rm.Info.ID
-	reason := "client-end"
-	switch rm.Reason {
-	case queue.Expired:
-		reason = "stale"
-		s.log.Warn(fmt.Sprintf("Removing stale session %s due to inactivity", api.ShortID(id)))
-	case queue.Closed:
-		reason = "server-shutdown"
-	}
-	if p := rm.Info.Payload; p != nil {
-		p.cancel()
-	}
-	s.mgr.ReleaseAll(id)
-	s.log.Info(fmt.Sprintf("Session %s removed (%s)", api.ShortID(id), reason))
-	if rm.Info.Status == queue.Active {
-		s.log.Info(fmt.Sprintf("Active session %s ended, its lab references were dropped", api.ShortID(id)))
-	}
+// access says who may call a route.
+type access struct {
+	need auth.Role // the least role (with authentication on)
+	// admin routes answer only loopback callers when authentication is
+	// off.
+	admin bool
+	// open routes need no token even with authentication on.
+	open bool
+	// info routes log at INFO (they change something); the rest at
+	// DEBUG.
+	info bool
 }
 
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	m.HandleFunc("POST /session", s.createSession)
-	m.HandleFunc("GET /session/{id}", s.sessionStatus)
-	m.HandleFunc("DELETE /session/{id}", s.deleteSession)
-	m.HandleFunc("POST /session/heartbeat", s.heartbeat)
-	m.HandleFunc("GET /active-session", s.activeSession)
-	m.HandleFunc("POST /lab", s.acquireLab)
-	m.HandleFunc("GET /lab", s.labStatus)
-	m.HandleFunc("DELETE /lab", s.destroyLab)
-	m.HandleFunc("GET /lab/devices", s.labDevices)
-	m.HandleFunc("POST /lab/release", s.releaseLab)
-	m.HandleFunc("GET /healthz", s.healthz)
-	m.HandleFunc("GET /debug/health", s.debugHealth)
+	s.roles = make(map[string]access)
+	handle := func(pattern string, a access, h http.HandlerFunc) {
+		m.HandleFunc(pattern, h)
+		s.roles[pattern] = a
+	}
+	viewer := access{need: auth.Viewer}
+	user := access{need: auth.User}
+	userInfo := access{need: auth.User, info: true}
+	admin := access{need: auth.Admin, admin: true, info: true}
+	adminRead := access{need: auth.Admin, admin: true}
+	open := access{open: true}
+
+	handle("POST /session", userInfo, s.createSession)
+	handle("GET /session/{id}", user, s.sessionStatus)
+	handle("DELETE /session/{id}", userInfo, s.deleteSession)
+	handle("POST /session/heartbeat", user, s.heartbeat)
+	handle("GET /active-session", viewer, s.activeSession)
+	handle("POST /lab", userInfo, s.acquireLab)
+	handle("GET /lab", user, s.labStatus)
+	handle("DELETE /lab", userInfo, s.destroyLab)
+	handle("GET /lab/devices", user, s.labDevices)
+	handle("POST /lab/release", userInfo, s.releaseLab)
+	handle("GET /healthz", open, s.healthz)
+	handle("GET /readyz", open, s.readyz)
+	handle("GET /debug/health", viewer, s.debugHealth)
+	handle("GET /queue", viewer, s.queueView)
+	handle("GET /history", viewer, s.history)
+	handle("GET /events", viewer, s.events.serve)
+	handle("GET /metrics", viewer, s.metricsHandler)
+	handle("GET /{$}", viewer, s.dashboard)
+	handle("POST /admin/sessions/{id}/evict", admin, s.evict)
+	handle("DELETE /admin/lab", admin, s.adminDestroyLab)
+	handle("POST /admin/drain", admin, s.drain)
+	handle("POST /admin/resume", admin, s.resume)
+	handle("POST /admin/unquarantine", admin, s.unquarantine)
+	handle("GET /admin/audit", adminRead, s.audit)
 	s.mux = m
 }
 
-// Drain starts a shutdown: from now on POST /session answers 503; every
-// other call is still served so in-flight work can finish. Long-polls
-// answer at once with the session's current status, so they do not hold
-// up a graceful shutdown.
+// Drain starts a shutdown: from now on every new request but /healthz
+// answers 503 (JSON); requests already running finish. Long-polls answer
+// at once with the session's current status and event streams end, so
+// they do not hold up a graceful shutdown.
 func (s *Server) Drain() {
 	if !s.draining.Swap(true) {
-		s.log.Info("Draining: new sessions are refused")
+		s.log.Info("Draining: new requests are refused")
 	}
 	s.stopPolls()
 }
 
-// Close ends every session (dropping its lab references and cancelling
-// its running lab operations) and stops the queue. It does not tear the
-// lab down: the caller closes the Manager.
+// Close drains the server and stops its event hub. It does not close the
+// Broker.
 func (s *Server) Close() {
-	s.draining.Store(true)
-	s.stopPolls()
-	if n := s.q.Len(); n > 0 {
-		s.log.Info(fmt.Sprintf("Cleaning up %d remaining sessions...", n))
-	}
-	s.q.Close()
+	s.Drain()
+	s.events.close()
 }
 
-// Sessions returns the number of sessions in the queue.
-func (s *Server) Sessions() int { return s.q.Len() }
+// metricsHandler serves GET /metrics.
+func (s *Server) metricsHandler(w http.ResponseWriter, r *http.Request) {
+	s.metrics.Handler().ServeHTTP(w, r)
+}
+
+// healthz handles GET /healthz: the liveness probe.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// readyz handles GET /readyz: 200 when the host can take lab work, else
+// 503 with the reason.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ok, reason := s.b.Ready()
+	if s.draining.Load() {
+		ok, reason = false, "shutting down"
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, api.Ready{Ready: ok, Reason: reason})
+}

@@ -2,41 +2,124 @@ package httpserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
+	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/auth"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/queue"
 )
 
-// createSession handles POST /session.
+// maxSessionBody bounds the JSON body of POST /session.
+const maxSessionBody = 64 << 10
+
+// createSession handles POST /session, with an optional JSON body of
+// owner, labels and limits (no body: the original's behaviour).
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
-		writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
+	req, rerr := readSessionRequest(w, r)
+	if rerr != nil {
+		rerr.write(w)
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	info, err := s.q.Join(&session{ctx: ctx, cancel: cancel})
-	if err != nil {
-		cancel()
-		if errors.Is(err, queue.ErrClosed) {
-			writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
-			return
-		}
-		panic(fmt.Sprintf("join queue: %v", err))
+	owner := req.Owner
+	if id, on := s.identity(r); on {
+		owner = id.Name // with authentication the token says who
+	} else if owner == "" {
+		owner = clientHost(r.RemoteAddr)
 	}
-	noteSession(w, info.ID)
-	s.log.Info(fmt.Sprintf("Created session %s at queue position %d", api.ShortID(info.ID), info.Position))
-	writeJSON(w, http.StatusCreated, api.CreateSessionResponse{
-		SessionID: info.ID,
-		Position:  info.Position,
-		Status:    info.Status.String(),
-		Epoch:     info.Epoch,
+	sess, err := s.b.Join(broker.Meta{
+		Owner:       owner,
+		Labels:      req.Labels,
+		WaitTimeout: api.Seconds(req.WaitTimeout),
+		MaxHold:     api.Seconds(req.MaxHold),
+		Client:      r.RemoteAddr,
 	})
+	var full *broker.FullError
+	switch {
+	case errors.As(err, &full):
+		w.Header().Set("Retry-After", strconv.Itoa(int(full.RetryAfter.Round(time.Second).Seconds())))
+		detail := api.DetailQueueFull
+		if full.Owner != "" {
+			detail += ": too many sessions of this owner (limit " + strconv.Itoa(full.Limit) + ")"
+		}
+		writeError(w, http.StatusTooManyRequests, detail)
+		return
+	case errors.Is(err, broker.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
+		return
+	case err != nil:
+		panic("join queue: " + err.Error())
+	}
+	noteSession(w, sess.ID)
+	writeJSON(w, http.StatusCreated, api.CreateSessionResponse{
+		SessionID:      sess.ID,
+		Position:       sess.Position,
+		Status:         sess.Status.String(),
+		SessionDetails: details(sess),
+	})
+}
+
+// readSessionRequest reads the optional JSON body of POST /session. A body
+// that is not JSON by its Content-Type is ignored, as the original ignored
+// every body.
+func readSessionRequest(w http.ResponseWriter, r *http.Request) (api.SessionRequest, *reqError) {
+	var req api.SessionRequest
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return req, nil
+	}
+	body := http.MaxBytesReader(unwrapWriter(w), r.Body, maxSessionBody)
+	data, err := io.ReadAll(body)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return req, errorf(http.StatusRequestEntityTooLarge, "Session request larger than %d bytes", maxSessionBody)
+	case err != nil:
+		return req, errorf(http.StatusBadRequest, "Cannot read the request body: %v", err)
+	case len(data) == 0:
+		return req, nil
+	}
+	dec := json.NewDecoder(bytesReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, invalid(api.ValidationIssue{Type: api.IssueJSON, Loc: []string{"body"},
+			Msg: api.Clip("Invalid JSON session request: " + err.Error()), Input: nil})
+	}
+	if dec.More() {
+		return req, invalid(api.ValidationIssue{Type: api.IssueJSON, Loc: []string{"body"},
+			Msg: "Invalid JSON session request: more than one JSON value"})
+	}
+	if issues := req.Validate(); len(issues) > 0 {
+		return req, invalid(issues...)
+	}
+	return req, nil
+}
+
+// details are the extra fields of a session answer.
+func details(sess broker.Session) api.SessionDetails {
+	d := api.SessionDetails{Epoch: sess.Epoch, Owner: sess.Owner}
+	if sess.HasEstimate {
+		v := sess.EstimatedWait.Seconds()
+		d.EstimatedWaitSeconds = &v
+	}
+	d.WaitDeadline = timePtr(sess.WaitDeadline)
+	d.HoldDeadline = timePtr(sess.HoldDeadline)
+	return d
+}
+
+// timePtr returns &t in UTC, or nil for the zero time.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC().Round(time.Millisecond)
+	return &t
 }
 
 // sessionStatus handles GET /session/{id}[?wait=D]. It refreshes the
@@ -49,58 +132,42 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var wait time.Duration
 	if v, ok := r.URL.Query()["wait"]; ok {
-		d, ok := parseWait(v[0])
-		if !ok {
+		d, err := api.ParseDuration(v[0])
+		if err != nil {
 			invalid(api.ValidationIssue{
 				Type:  api.IssueDurationParsing,
 				Loc:   []string{"query", "wait"},
 				Msg:   "Input should be a valid duration (Go syntax such as 30s, or seconds)",
-				Input: v[0],
+				Input: api.Clip(v[0]),
 			}).write(w)
 			return
 		}
 		wait = min(d, s.maxWait)
 	}
-	info, err := s.q.Touch(id)
-	if err != nil {
-		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
+	if !s.ownSession(w, r, id) {
 		return
 	}
-	if wait > 0 && info.Status != queue.Active {
+	sess, err := s.b.Touch(id)
+	if err != nil {
+		s.sessionError(w, err)
+		return
+	}
+	if wait > 0 && sess.Status != queue.Active {
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		stop := context.AfterFunc(s.drained, cancel)
-		info, err = s.q.Wait(ctx, id, info)
+		sess, err = s.b.Wait(ctx, id, sess)
 		stop()
 		cancel()
-		if err == nil {
-			info, err = s.q.Touch(id)
-		}
 		if err != nil {
-			writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
+			s.sessionError(w, err)
 			return
 		}
 	}
 	writeJSON(w, http.StatusOK, api.SessionStatus{
-		Status:   info.Status.String(),
-		Position: info.Position,
-		Epoch:    info.Epoch,
+		Status:         sess.Status.String(),
+		Position:       sess.Position,
+		SessionDetails: details(sess),
 	})
-}
-
-// parseWait parses a long-poll wait: a Go duration ("30s") or plain,
-// possibly fractional, seconds ("30").
-func parseWait(v string) (time.Duration, bool) {
-	if d, err := time.ParseDuration(v); err == nil {
-		return d, d >= 0
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-		return 0, false
-	}
-	if f >= float64(math.MaxInt64)/float64(time.Second) {
-		return math.MaxInt64, true
-	}
-	return time.Duration(f * float64(time.Second)), true
 }
 
 // deleteSession handles DELETE /session/{id}.
@@ -110,8 +177,11 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, api.DetailWrongSession)
 		return
 	}
-	if _, err := s.q.Leave(id); err != nil {
-		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
+	if !s.ownSession(w, r, id) {
+		return
+	}
+	if err := s.b.Leave(id); err != nil {
+		s.sessionError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -124,64 +194,56 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 		invalid(missing("header", api.HeaderSessionID)).write(w)
 		return
 	}
-	if _, err := s.q.Touch(id); err != nil {
+	if !s.ownSession(w, r, id) {
+		return
+	}
+	if _, err := s.b.Touch(id); err != nil {
+		s.sessionError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ownSession checks, with authentication on, that the caller owns session
+// id or is an admin (403 otherwise). An unknown session passes: the
+// handler answers its 404.
+func (s *Server) ownSession(w http.ResponseWriter, r *http.Request, id string) bool {
+	noteSession(w, id)
+	caller, on := s.identity(r)
+	if !on || caller.Role.Allows(auth.Admin) {
+		return true
+	}
+	sess, err := s.b.Session(id)
+	if err != nil || sess.Owner == caller.Name {
+		return true
+	}
+	writeError(w, http.StatusForbidden, api.DetailWrongOwner)
+	return false
+}
+
+// sessionError answers an error of the Broker about a session: 404 (with
+// the outcome of a session that ended recently), 423 for a waiting one,
+// 409 for a busy one, 503 when closing.
+func (s *Server) sessionError(w http.ResponseWriter, err error) {
+	var ended *broker.EndedError
+	switch {
+	case errors.As(err, &ended):
+		e := ended.Session
+		writeJSON(w, http.StatusNotFound, api.SessionGone{
+			Detail:  api.DetailSessionNotFound,
+			Outcome: e.Outcome,
+			Reason:  e.Reason,
+			EndedAt: e.EndedAt.UTC().Round(time.Millisecond),
+		})
+	case errors.Is(err, broker.ErrNotFound):
 		writeError(w, http.StatusNotFound, api.DetailSessionNotFound)
-		return
+	case errors.Is(err, broker.ErrNotActive):
+		writeError(w, http.StatusLocked, api.DetailSessionNotActive)
+	case errors.Is(err, broker.ErrOperationRunning):
+		writeError(w, http.StatusConflict, api.DetailOperationRunning)
+	case errors.Is(err, broker.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
+	default:
+		panic("session error: " + err.Error())
 	}
-	s.log.Debug(fmt.Sprintf("Heartbeat for session %s", api.ShortID(id)))
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// activeSession handles GET /active-session. It is read-only: unlike the
-// original it refreshes nobody, so a monitor cannot keep a crashed
-// client's session alive.
-func (s *Server) activeSession(w http.ResponseWriter, r *http.Request) {
-	info, err := s.q.Head()
-	if err != nil {
-		writeError(w, http.StatusNotFound, api.DetailNoActiveSession)
-		return
-	}
-	writeJSON(w, http.StatusOK, api.ActiveSession{
-		Status:    info.Status.String(),
-		Position:  0,
-		SessionID: info.ID,
-	})
-}
-
-// healthz handles GET /healthz.
-func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// debugHealth handles GET /debug/health.
-func (s *Server) debugHealth(w http.ResponseWriter, r *http.Request) {
-	n := s.q.Len()
-	h := api.Health{
-		Status:      "ok",
-		Timestamp:   float64(time.Now().UnixMicro()) / 1e6,
-		Uptime:      time.Since(s.started).Seconds(),
-		Sessions:    n,
-		QueueLength: n,
-	}
-	if head, err := s.q.Head(); err == nil {
-		h.Active = &api.HealthSession{
-			Session:   api.ShortID(head.ID),
-			Epoch:     head.Epoch,
-			ActiveFor: time.Since(head.Since).Seconds(),
-			IdleFor:   time.Since(head.LastSeen).Seconds(),
-		}
-		h.Waiting = max(n-1, 0)
-	}
-	st := s.mgr.Status()
-	h.Lab = api.HealthLab{State: string(st.State), Topology: st.TopologyName}
-	if !st.Since.IsZero() {
-		h.Lab.StateFor = time.Since(st.Since).Seconds()
-	}
-	for holder, refs := range st.Holders {
-		if h.Lab.Holders == nil {
-			h.Lab.Holders = make(map[string]int)
-		}
-		h.Lab.Holders[api.ShortID(holder)] = refs
-	}
-	writeJSON(w, http.StatusOK, h)
 }

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"context"
 	"errors"
 	"io"
 	"mime"
@@ -9,8 +10,10 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/topology"
 )
 
@@ -45,25 +48,43 @@ type earlyFile struct {
 }
 
 // readUpload streams the multipart body of POST /lab into a bundle. The
-// whole body is bounded by http.MaxBytesReader; the topology is read into
-// memory (bounded by MaxTopologyBytes), extra files are streamed to disk.
-// On success the caller owns (and must Close) the bundle.
-func (s *Server) readUpload(w http.ResponseWriter, r *http.Request) (*topology.Bundle, bool, *reqError) {
+// whole body is bounded by http.MaxBytesReader and must arrive within the
+// upload timeout (408 otherwise); the topology is read into memory
+// (bounded by MaxTopologyBytes), extra files are streamed to disk. While
+// bytes arrive the session is refreshed, so a client sending a large
+// upload does not expire, and one that stalls does; when the session ends
+// the read stops. On success the caller owns (and must Close) the bundle.
+func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, op *broker.Op) (*topology.Bundle, bool, *reqError) {
 	lim := s.limits
 	maxParts := lim.MaxFiles + extraParts
 	maxBody := lim.MaxTotalBytes + uploadOverhead + int64(maxParts)*uploadOverheadPerPart
+	rc := http.NewResponseController(w)
+	// Connections that cannot take deadlines (in-memory test transports)
+	// read without one.
+	_ = rc.SetReadDeadline(time.Now().Add(s.uploadTimeout))
+	stop := context.AfterFunc(op.Context(), func() { _ = rc.SetReadDeadline(time.Now()) })
+	defer stop()
+
 	u := &upload{s: s, reuse: true}
-	u.body = &bodyReader{r: http.MaxBytesReader(unwrapWriter(w), r.Body, maxBody)}
+	u.body = &bodyReader{r: http.MaxBytesReader(unwrapWriter(w), r.Body, maxBody), touch: op.Touch}
 	r.Body = u.body
 	rerr := u.read(r, maxParts)
 	u.dropEarly()
-	if rerr != nil {
-		if u.bundle != nil {
-			_ = u.bundle.Close()
-		}
-		return nil, false, rerr
+	if rerr == nil {
+		_ = rc.SetReadDeadline(time.Time{})
+		return u.bundle, u.reuse, nil
 	}
-	return u.bundle, u.reuse, nil
+	if u.bundle != nil {
+		_ = u.bundle.Close()
+	}
+	switch {
+	case op.Context().Err() != nil:
+		rerr = &reqError{gone: true}
+	case u.body.timedOut:
+		rerr = errorf(http.StatusRequestTimeout, "%s after %v: the whole request body must arrive within the server's upload timeout",
+			api.DetailUploadTimeout, s.uploadTimeout)
+	}
+	return nil, false, rerr
 }
 
 func (u *upload) read(r *http.Request, maxParts int) *reqError {
@@ -73,7 +94,7 @@ func (u *upload) read(r *http.Request, maxParts int) *reqError {
 		return invalid(missing("body", api.PartTopology))
 	}
 	if err != nil {
-		return errorf(http.StatusBadRequest, "Malformed multipart body: %v", err)
+		return errorf(http.StatusBadRequest, "Malformed multipart body: %s", api.Clip(err.Error()))
 	}
 	for n := 1; ; n++ {
 		p, err := mr.NextPart()
@@ -143,13 +164,13 @@ func (u *upload) topologyPart(p io.Reader, name string, hasFile bool) *reqError 
 	}
 	if int64(len(data)) > limit {
 		return errorf(http.StatusRequestEntityTooLarge,
-			"topology %q is larger than the limit of %d bytes", name, limit)
+			"topology %q is larger than the limit of %d bytes", api.Clip(name), limit)
 	}
 	b, err := topology.NewBundle(name, data, u.s.limits)
 	if err != nil {
 		var pe *topology.ParseError
 		if errors.As(err, &pe) {
-			return fail(http.StatusUnprocessableEntity, pe.Error())
+			return fail(http.StatusUnprocessableEntity, api.Clip(pe.Error()))
 		}
 		return u.bundleError(api.PartTopology, err)
 	}
@@ -233,7 +254,7 @@ func (u *upload) bodyError(err error) *reqError {
 		return errorf(http.StatusRequestEntityTooLarge,
 			"Request body is larger than the limit of %d bytes", u.body.limit())
 	}
-	return errorf(http.StatusBadRequest, "Malformed multipart body: %v", err)
+	return errorf(http.StatusBadRequest, "Malformed multipart body: %s", api.Clip(err.Error()))
 }
 
 // bundleError answers an error of the topology package about a part.
@@ -242,7 +263,7 @@ func (u *upload) bundleError(part string, err error) *reqError {
 	var le *topology.LimitError
 	switch {
 	case errors.As(err, &pe):
-		return errorf(http.StatusBadRequest, "%s %q: %s", part, pe.Path, pe.Reason)
+		return errorf(http.StatusBadRequest, "%s %q: %s", part, api.Clip(pe.Path), pe.Reason)
 	case errors.Is(err, topology.ErrBadTopologyName):
 		return fail(http.StatusBadRequest, api.DetailBadTopologyName)
 	case errors.As(err, &le):
@@ -252,12 +273,12 @@ func (u *upload) bundleError(part string, err error) *reqError {
 				"Too many %s (limit %d)", api.PartExtraFiles, le.Limit)
 		case "total size":
 			return errorf(http.StatusRequestEntityTooLarge,
-				"%s %q: the upload is larger than the total limit of %d bytes", part, le.Path, le.Limit)
+				"%s %q: the upload is larger than the total limit of %d bytes", part, api.Clip(le.Path), le.Limit)
 		}
 		return errorf(http.StatusRequestEntityTooLarge,
-			"%s %q is larger than the limit of %d bytes", part, le.Path, le.Limit)
+			"%s %q is larger than the limit of %d bytes", part, api.Clip(le.Path), le.Limit)
 	case errors.Is(err, topology.ErrInvalid):
-		return errorf(http.StatusUnprocessableEntity, "%v", err)
+		return fail(http.StatusUnprocessableEntity, api.Clip(err.Error()))
 	}
 	u.s.log.Error("store upload", "err", err)
 	return errorf(http.StatusInternalServerError, "store upload: %v", err)
@@ -273,19 +294,35 @@ func topologyName(name string) bool {
 	return ext == ".yml" || ext == ".yaml"
 }
 
-// bodyReader records whether the request body crossed its size limit, so
-// that errors surfacing through the multipart reader can be told apart.
+// touchEvery is how often an upload in progress refreshes its session.
+const touchEvery = time.Second
+
+// bodyReader records whether the request body crossed its size limit or
+// its deadline, so that errors surfacing through the multipart reader can
+// be told apart, and refreshes the session as bytes arrive.
 type bodyReader struct {
 	r        io.ReadCloser
 	tooLarge bool
+	timedOut bool
 	max      int64
+	touch    func()
+	touched  time.Time
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	if n > 0 {
+		if now := time.Now(); now.Sub(b.touched) >= touchEvery {
+			b.touched = now
+			b.touch()
+		}
+	}
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	switch {
+	case errors.As(err, &mbe):
 		b.tooLarge, b.max = true, mbe.Limit
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.timedOut = true
 	}
 	return n, err
 }

@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/client"
 	"github.com/remotelab-go/remotelab/httpserver"
+	"github.com/remotelab-go/remotelab/internal/metrics"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/topology"
 )
@@ -26,6 +28,8 @@ type serverConfig struct {
 	limits                topology.Limits
 	logger                *slog.Logger
 	noNetwork             bool
+	auth                  httpserver.Authenticator
+	broker                []func(*broker.Config)
 }
 
 // WithRunner makes the server run labs with r (default: a zero
@@ -56,6 +60,16 @@ func WithLogger(l *slog.Logger) ServerOption { return func(c *serverConfig) { c.
 // clients can reach.
 func WithoutNetwork() ServerOption { return func(c *serverConfig) { c.noNetwork = true } }
 
+// WithAuth turns authentication on with a (for example an *auth.File):
+// every route but /healthz and /readyz then needs a token.
+func WithAuth(a httpserver.Authenticator) ServerOption { return func(c *serverConfig) { c.auth = a } }
+
+// WithBroker lets f adjust the session broker's configuration (limits,
+// quarantine, a Store) before the server starts. Options apply in order.
+func WithBroker(f func(*broker.Config)) ServerOption {
+	return func(c *serverConfig) { c.broker = append(c.broker, f) }
+}
+
 // Server is an in-process remotelabd for tests: the real HTTP API over a
 // real lab.Manager whose labs are run by a FakeRunner.
 type Server struct {
@@ -64,7 +78,7 @@ type Server struct {
 	hc     *http.Client
 	ts     *httptest.Server // nil WithoutNetwork
 	api    *httpserver.Server
-	mgr    *lab.Manager
+	b      *broker.Broker
 	runner *FakeRunner
 	logger *slog.Logger
 
@@ -86,24 +100,37 @@ func NewServer(t testing.TB, opts ...ServerOption) *Server {
 	s := &Server{t: t, runner: cfg.runner, logger: cfg.logger}
 	t.Cleanup(s.Close)
 
+	m := metrics.New()
+	bcfg := broker.Config{
+		Lab: lab.Config{
+			Runner:   cfg.runner,
+			WorkRoot: t.TempDir(),
+			LockPath: "-",
+			IdleTTL:  cfg.idleTTL,
+			Logger:   cfg.logger.With("component", "lab"),
+		},
+		ActiveTTL:  cfg.activeTTL,
+		WaitingTTL: cfg.waitingTTL,
+		Observer:   m,
+		Logger:     cfg.logger.With("component", "broker"),
+	}
+	for _, f := range cfg.broker {
+		f(&bcfg)
+	}
 	var err error
-	s.mgr, err = lab.NewManager(lab.Config{
-		Runner:   cfg.runner,
-		WorkRoot: t.TempDir(),
-		LockPath: "-",
-		IdleTTL:  cfg.idleTTL,
-		Logger:   cfg.logger.With("component", "lab"),
-	})
-	if err != nil {
+	if s.b, err = broker.New(bcfg); err != nil {
+		t.Fatalf("remotelabtest: new server: %v", err)
+	}
+	if _, err := s.b.Start(context.Background()); err != nil {
 		t.Fatalf("remotelabtest: new server: %v", err)
 	}
 	s.api, err = httpserver.New(httpserver.Config{
-		Manager:    s.mgr,
-		ActiveTTL:  cfg.activeTTL,
-		WaitingTTL: cfg.waitingTTL,
-		Limits:     cfg.limits,
-		SpoolDir:   t.TempDir(),
-		Logger:     cfg.logger.With("component", "http"),
+		Broker:   s.b,
+		Limits:   cfg.limits,
+		SpoolDir: t.TempDir(),
+		Auth:     cfg.auth,
+		Metrics:  m,
+		Logger:   cfg.logger.With("component", "http"),
 	})
 	if err != nil {
 		t.Fatalf("remotelabtest: new server: %v", err)
@@ -141,7 +168,10 @@ func (s *Server) Client(opts ...client.Option) *client.Client {
 func (s *Server) Runner() *FakeRunner { return s.runner }
 
 // Manager returns the server's lab manager, e.g. to check its Status.
-func (s *Server) Manager() *lab.Manager { return s.mgr }
+func (s *Server) Manager() *lab.Manager { return s.b.Manager() }
+
+// Broker returns the server's session broker, e.g. to evict a session.
+func (s *Server) Broker() *broker.Broker { return s.b }
 
 // API returns the server's HTTP API, e.g. to Drain it or count Sessions.
 func (s *Server) API() *httpserver.Server { return s.api }
@@ -158,10 +188,10 @@ func (s *Server) Close() {
 			s.ts.CloseClientConnections()
 			s.ts.Close()
 		}
-		if s.mgr != nil {
+		if s.b != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := s.mgr.Close(ctx); err != nil {
+			if err := s.b.Close(ctx); err != nil {
 				s.t.Errorf("remotelabtest: close server: %v", err)
 			}
 		}

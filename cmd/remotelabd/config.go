@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/netlab"
@@ -71,10 +72,33 @@ type Config struct {
 	SimUpDelay, SimDownDelay time.Duration
 
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM
-	// before they are cancelled and the lab is torn down.
+	// before they are cancelled.
 	ShutdownGrace time.Duration
+	// TeardownOnExit tears the lab down at exit (the original's
+	// behaviour); by default it is kept for the next start to adopt.
+	TeardownOnExit bool
 	// MaxWait caps the long-poll wait of GET /session/{id}?wait=.
 	MaxWait time.Duration
+	// UploadTimeout bounds the reading of a POST /lab body.
+	UploadTimeout time.Duration
+	// MaxConnections caps the open client connections.
+	MaxConnections int
+
+	// AuthFile, if set, turns authentication on (tokens and roles).
+	AuthFile string
+	// MaxHold caps how long a session may hold the lab (0: no cap).
+	MaxHold time.Duration
+	// MaxSessions bounds the queue; MaxSessionsPerOwner one owner's
+	// share of it (0: no bound).
+	MaxSessions, MaxSessionsPerOwner int
+	// QuarantineAfter is how many failed teardowns (or failed starts of
+	// different topologies) in a row quarantine the host;
+	// QuarantineBackoff is the first wait before a cleanup retry.
+	QuarantineAfter   int
+	QuarantineBackoff time.Duration
+	// ProbeInterval is how often the runner (netlab version) and the lab
+	// lock file are checked for /readyz.
+	ProbeInterval time.Duration
 }
 
 // Runner names.
@@ -107,8 +131,14 @@ func DefaultConfig() Config {
 		MaxFiles:        limits.MaxFiles,
 		SimUpDelay:      100 * time.Millisecond,
 		SimDownDelay:    20 * time.Millisecond,
-		ShutdownGrace:   30 * time.Second,
-		MaxWait:         httpserver.DefaultMaxWait,
+		ShutdownGrace:     30 * time.Second,
+		MaxWait:           httpserver.DefaultMaxWait,
+		UploadTimeout:     httpserver.DefaultUploadTimeout,
+		MaxConnections:    16384,
+		MaxSessions:       broker.DefaultMaxSessions,
+		QuarantineAfter:   broker.DefaultQuarantineAfter,
+		QuarantineBackoff: broker.DefaultQuarantineBackoff,
+		ProbeInterval:     broker.DefaultProbeInterval,
 	}
 }
 
@@ -196,6 +226,9 @@ func (c Config) Validate() error {
 		{"down-timeout", c.DownTimeout},
 		{"query-timeout", c.QueryTimeout},
 		{"max-wait", c.MaxWait},
+		{"upload-timeout", c.UploadTimeout},
+		{"quarantine-backoff", c.QuarantineBackoff},
+		{"probe-interval", c.ProbeInterval},
 	} {
 		if d.v < minTimeout {
 			return fmt.Errorf("invalid --%s %v: must be at least %v", d.name, d.v, minTimeout)
@@ -224,6 +257,23 @@ func (c Config) Validate() error {
 	} {
 		if s.v <= 0 {
 			return fmt.Errorf("invalid --%s %d: must be positive", s.name, s.v)
+		}
+	}
+	if c.MaxHold != 0 && c.MaxHold < minTimeout {
+		return fmt.Errorf("invalid --max-hold %v: 0 (no cap) or at least %v", c.MaxHold, minTimeout)
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+		min  int
+	}{
+		{"max-connections", c.MaxConnections, 16},
+		{"max-sessions", c.MaxSessions, 1},
+		{"max-sessions-per-owner", c.MaxSessionsPerOwner, 0},
+		{"quarantine-after", c.QuarantineAfter, 1},
+	} {
+		if n.v < n.min {
+			return fmt.Errorf("invalid --%s %d: must be at least %d", n.name, n.v, n.min)
 		}
 	}
 	if c.MaxTotalSize < c.MaxTopologySize {
@@ -266,7 +316,17 @@ func newFlagSet(cfg *Config, opts *cliOptions) *flag.FlagSet {
 	fs.DurationVar(&cfg.SimUpDelay, "sim-up-delay", cfg.SimUpDelay, "how long a simulated lab takes to come up (--runner sim)")
 	fs.DurationVar(&cfg.SimDownDelay, "sim-down-delay", cfg.SimDownDelay, "how long a simulated lab takes to go down (--runner sim)")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "on SIGTERM, let in-flight requests run this long before cancelling them")
+	fs.BoolVar(&cfg.TeardownOnExit, "teardown-on-exit", cfg.TeardownOnExit, "tear the lab down at exit (default: keep it for the next start; the queue is kept either way)")
 	fs.DurationVar(&cfg.MaxWait, "max-wait", cfg.MaxWait, "cap of the long-poll GET /session/{id}?wait=")
+	fs.DurationVar(&cfg.UploadTimeout, "upload-timeout", cfg.UploadTimeout, "a POST /lab body must arrive within this (else 408)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", cfg.MaxConnections, "most client connections open at once (lowered to fit the descriptor limit)")
+	fs.StringVar(&cfg.AuthFile, "auth-file", cfg.AuthFile, "YAML `file` of token hashes and roles; turns authentication on (SIGHUP reloads it)")
+	fs.DurationVar(&cfg.MaxHold, "max-hold", cfg.MaxHold, "cap of how long a session may hold the lab; sessions asking nothing get it (0: no cap)")
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "most sessions in the queue (more: 429)")
+	fs.IntVar(&cfg.MaxSessionsPerOwner, "max-sessions-per-owner", cfg.MaxSessionsPerOwner, "most sessions of one owner (token name, or client address without auth; 0: no limit)")
+	fs.IntVar(&cfg.QuarantineAfter, "quarantine-after", cfg.QuarantineAfter, "quarantine the host after this many failed teardowns (or failed starts of different topologies) in a row")
+	fs.DurationVar(&cfg.QuarantineBackoff, "quarantine-backoff", cfg.QuarantineBackoff, "first wait before a quarantined host's cleanup is retried (doubles up to 30m)")
+	fs.DurationVar(&cfg.ProbeInterval, "probe-interval", cfg.ProbeInterval, "how often /readyz's runner probe (netlab version) and lock file check run")
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	return fs

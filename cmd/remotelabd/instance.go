@@ -123,13 +123,14 @@ type instance struct {
 	wrote bool         // the metadata file is ours to remove
 }
 
-// lockInstance takes the single-instance lock in dir without waiting. If
-// a live server holds it, it logs that server's details and returns
-// errAnotherInstance. Metadata of a dead holder is removed and the lock
-// tried once more (the original's stale-state recovery).
-func lockInstance(dir string, log *slog.Logger) (*instance, error) {
-	in := &instance{metaPath: filepath.Join(dir, metaFileName)}
-	lockPath := filepath.Join(dir, lockFileName)
+// lockInstance takes the single-instance lock lockName in dir without
+// waiting (metadata beside it in metaName). If a live server holds it, it
+// logs that server's details and returns errAnotherInstance. Metadata of
+// a dead holder is removed and the lock tried once more (the original's
+// stale-state recovery).
+func lockInstance(dir, lockName, metaName string, log *slog.Logger) (*instance, error) {
+	in := &instance{metaPath: filepath.Join(dir, metaName)}
+	lockPath := filepath.Join(dir, lockName)
 	in.lock = flock.New(lockPath, flock.SetPermissions(0o644))
 	ok, err := in.lock.TryLock()
 	if errors.Is(err, fs.ErrPermission) {
@@ -219,7 +220,7 @@ func (in *instance) writeMetaLocked(m instanceMeta) error {
 	if err != nil {
 		return fmt.Errorf("encode instance metadata: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(in.metaPath), metaFileName+".*.tmp")
+	tmp, err := os.CreateTemp(filepath.Dir(in.metaPath), filepath.Base(in.metaPath)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("write instance metadata: %w", err)
 	}

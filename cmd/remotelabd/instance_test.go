@@ -58,7 +58,7 @@ func TestInstanceLockLifecycle(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 
-	in, err := lockInstance(dir, log)
+	in, err := lockInstance(dir, lockFileName, metaFileName, log)
 	require.NoError(t, err)
 	meta := newInstanceMeta(Config{Host: "127.0.0.1", Port: 0}, "INFO", []string{"remotelabd", "--port", "0"})
 	require.NoError(t, in.writeMeta(meta))
@@ -76,7 +76,7 @@ func TestInstanceLockLifecycle(t *testing.T) {
 	// A second holder in this process conflicts too (flock is per open
 	// file). The recorded pid is ours, which counts as stale, so the
 	// second attempt removes the metadata, retries once and gives up.
-	_, err = lockInstance(dir, log)
+	_, err = lockInstance(dir, lockFileName, metaFileName, log)
 	assert.True(t, errors.Is(err, errAnotherInstance))
 	assert.Contains(t, logs.String(), "Stale instance metadata detected")
 	assert.Contains(t, logs.String(), "Lock still held but metadata was stale")
@@ -85,7 +85,7 @@ func TestInstanceLockLifecycle(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(dir, metaFileName))
 	assert.FileExists(t, filepath.Join(dir, lockFileName), "the lock file stays")
 
-	in2, err := lockInstance(dir, log)
+	in2, err := lockInstance(dir, lockFileName, metaFileName, log)
 	require.NoError(t, err, "the released lock is free")
 	require.NoError(t, in2.release())
 	require.NoError(t, in2.release(), "release is idempotent")
@@ -95,14 +95,14 @@ func TestInstanceLockKeepsLiveOwnersMetadata(t *testing.T) {
 	dir := t.TempDir()
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	in, err := lockInstance(dir, log)
+	in, err := lockInstance(dir, lockFileName, metaFileName, log)
 	require.NoError(t, err)
 	defer in.release()
 	meta := newInstanceMeta(Config{Host: "0.0.0.0", Port: 8000}, "INFO", []string{"remotelabd"})
 	meta.PID = os.Getppid() // alive, and not us
 	require.NoError(t, in.writeMeta(meta))
 
-	_, err = lockInstance(dir, log)
+	_, err = lockInstance(dir, lockFileName, metaFileName, log)
 	assert.True(t, errors.Is(err, errAnotherInstance))
 	assert.Contains(t, logs.String(), "Running instance details")
 	assert.Contains(t, logs.String(), "bind=0.0.0.0:8000")
@@ -117,7 +117,7 @@ func TestInstanceLockReplacesMetadataOfDeadHolder(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, metaFileName), data, 0o644))
 
 	var logs bytes.Buffer
-	in, err := lockInstance(dir, slog.New(slog.NewTextHandler(&logs, nil)))
+	in, err := lockInstance(dir, lockFileName, metaFileName, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err, "flock is free once its holder died")
 	defer in.release()
 	assert.Contains(t, logs.String(), "did not shut down cleanly")

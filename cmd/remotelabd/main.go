@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/remotelab-go/remotelab/auth"
 )
 
 func main() {
@@ -41,6 +43,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer logs.Close()
+	var authFile *auth.File
+	if cfg.AuthFile != "" {
+		if authFile, err = auth.Load(cfg.AuthFile); err != nil {
+			fmt.Fprintf(stderr, "remotelabd: invalid --auth-file: %v\n", err)
+			logs.logger.Error("Not starting: invalid --auth-file", "err", err)
+			return 2
+		}
+	}
 	argv := append([]string{os.Args[0]}, args...)
-	return newDaemon(cfg, logs, stderr).run(ctx, argv)
+	return newDaemon(cfg, logs, authFile, stderr).run(ctx, argv)
 }

@@ -542,7 +542,7 @@ func TestSecondInstanceRefused(t *testing.T) {
 func TestLockHeldWithStaleMetadata(t *testing.T) {
 	e := newEnv(t)
 	var logs bytes.Buffer
-	holder, err := lockInstance(e.tmp, slog.New(slog.NewTextHandler(&logs, nil)))
+	holder, err := lockInstance(e.tmp, lockFileName, metaFileName, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer holder.release()
 	dead := deadPID(t)
@@ -852,7 +852,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 func TestFatalErrorEchoedWhenLoggingToFile(t *testing.T) {
 	e := newEnv(t)
 	var logs bytes.Buffer
-	holder, err := lockInstance(e.tmp, slog.New(slog.NewTextHandler(&logs, nil)))
+	holder, err := lockInstance(e.tmp, lockFileName, metaFileName, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer holder.release()
 	meta := newInstanceMeta(Config{Host: "0.0.0.0", Port: 8000}, "INFO", []string{"remotelabd"})

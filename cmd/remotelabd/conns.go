@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+)
+
+// maxHeaderBytes bounds a request's header block: larger ones get 431.
+const maxHeaderBytes = 64 << 10
+
+// fdReserve is how many file descriptors are kept for lab work (spooled
+// uploads, netlab's pipes, the state store, logs) when the connection cap
+// is fitted to the process's descriptor limit.
+const fdReserve = 256
+
+// connectionCap returns the connection cap to use: --max-connections, or
+// less when the process may not open that many files, so that a flood of
+// connections can never starve the holder's upload of descriptors.
+func connectionCap(want int, log *slog.Logger) int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return want
+	}
+	// Go raises the soft limit to the hard one at start-up.
+	avail := int(min(lim.Cur, uint64(1<<30))) - fdReserve
+	if avail >= want {
+		return want
+	}
+	capped := max(avail, 16)
+	log.Warn("The descriptor limit is below --max-connections; capping connections to keep descriptors for lab work",
+		"max_connections", want, "nofile", lim.Cur, "cap", capped, "hint", "raise LimitNOFILE (systemd) or ulimit -n")
+	return capped
+}
+
+// limitListener accepts at most n connections at a time: beyond that,
+// Accept waits for one to close (new connections wait in the kernel's
+// backlog instead of taking descriptors).
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func newLimitListener(l net.Listener, n int) net.Listener {
+	return &limitListener{Listener: l, sem: make(chan struct{}, n)}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+// limitConn gives its slot back once, when closed.
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// inflight counts the requests being handled, so a shutdown can wait for
+// them while new ones are still answered (503) on the open listener.
+type inflight struct {
+	wg sync.WaitGroup
+}
+
+func (f *inflight) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.wg.Add(1)
+		defer f.wg.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// wait waits until no request runs, or ctx ends; it reports which.
+func (f *inflight) wait(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() {
+		f.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

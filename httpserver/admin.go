@@ -1,0 +1,115 @@
+package httpserver
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
+)
+
+// maxEvictBody bounds the body of an eviction.
+const maxEvictBody = 16 << 10
+
+// actor names the caller of an admin route: its token's name, or "local".
+func (s *Server) actor(r *http.Request) string {
+	id, _ := s.identity(r)
+	if id.Name == "" {
+		return localActor
+	}
+	return id.Name
+}
+
+// evict handles POST /admin/sessions/{id}/evict {"reason": "..."}: the
+// session (full id or unique 8+ character prefix) ends with outcome
+// evicted; the evicted client learns the reason on its next call.
+func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	data, err := io.ReadAll(http.MaxBytesReader(unwrapWriter(w), r.Body, maxEvictBody))
+	if err != nil {
+		errorf(http.StatusRequestEntityTooLarge, "Eviction request larger than %d bytes", maxEvictBody).write(w)
+		return
+	}
+	var req api.EvictRequest
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || strings.TrimSpace(req.Reason) == "" {
+		invalid(api.ValidationIssue{Type: api.IssueMissing, Loc: []string{"body", "reason"},
+			Msg: `A JSON body {"reason": "..."} saying why is required`}).write(w)
+		return
+	}
+	if !api.ValidText(req.Reason, api.MaxLabelValueLen) {
+		invalid(api.ValidationIssue{Type: api.IssueValue, Loc: []string{"body", "reason"},
+			Msg: "reason must be printable text of at most 256 characters", Input: api.Clip(req.Reason)}).write(w)
+		return
+	}
+	e, err := s.b.Evict(id, s.actor(r), req.Reason)
+	switch {
+	case errors.Is(err, broker.ErrAmbiguous):
+		writeError(w, http.StatusConflict, api.Clip(err.Error()))
+	case err != nil:
+		s.sessionError(w, err)
+	default:
+		noteSession(w, e.ID)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// adminDestroyLab handles DELETE /admin/lab: the lab goes now, whoever
+// holds it. 202 once torn down, 204 when there was none.
+func (s *Server) adminDestroyLab(w http.ResponseWriter, r *http.Request) {
+	torn, err := s.b.DestroyLab(r.Context(), s.actor(r))
+	switch {
+	case err != nil:
+		s.labError(w, r, "destroy lab", err)
+	case torn:
+		w.WriteHeader(http.StatusAccepted)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// drain handles POST /admin/drain.
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
+	s.b.Drain(s.actor(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// resume handles POST /admin/resume.
+func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
+	s.b.Resume(s.actor(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// unquarantine handles POST /admin/unquarantine (204 whether or not the
+// host was quarantined).
+func (s *Server) unquarantine(w http.ResponseWriter, r *http.Request) {
+	s.b.Unquarantine(s.actor(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// audit handles GET /admin/audit?limit=N: the last N entries, oldest first.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	limit, ok := limitParam(w, r, defaultAuditLimit, 10000)
+	if !ok {
+		return
+	}
+	out := []api.AuditEntry{}
+	if s.auditLog != nil {
+		entries, err := s.auditLog.Tail(limit)
+		if err != nil {
+			s.log.Error("Cannot read the audit log", "err", err)
+			writeError(w, http.StatusInternalServerError, "Cannot read the audit log: "+err.Error())
+			return
+		}
+		for _, a := range entries {
+			out = append(out, api.AuditEntry{Time: a.Time.UTC().Round(time.Millisecond), Actor: a.Actor,
+				Action: a.Action, Session: a.Session, Owner: a.Owner, Reason: a.Reason})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,291 @@
+package httpserver
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/auth"
+)
+
+// ServeHTTP implements http.Handler. Around every route it answers 503
+// while draining, authenticates and authorises the caller, logs one line
+// per request, counts it in the metrics, answers unknown routes and methods
+// with JSON errors, and turns a panicking handler into a 500 (logged with
+// its stack) so the server keeps serving.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	_, pattern := s.mux.Handler(r)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if sw.status == 0 {
+				writeError(sw, http.StatusInternalServerError, api.DetailInternalError)
+			}
+		}
+		d := time.Since(start)
+		s.metrics.ObserveRequest(routeLabel(pattern), sw.code(), d)
+		s.logRequest(r, sw, pattern, d)
+	}()
+	if pattern == "" {
+		s.noRoute(sw, r)
+		return
+	}
+	a := s.roles[pattern]
+	if s.draining.Load() && pattern != "GET /healthz" && pattern != "GET /readyz" {
+		writeError(sw, http.StatusServiceUnavailable, api.DetailShuttingDown)
+		return
+	}
+	if !a.open {
+		id, ok := s.authorize(sw, r, a)
+		if !ok {
+			return
+		}
+		sw.actor = id.Name
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// routeLabel is the metrics label of a route pattern ("none" for requests
+// no route matched, so raw paths never become labels).
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "none"
+	}
+	return pattern
+}
+
+// identityKey is the context key of the caller's identity.
+type identityKey struct{}
+
+// identity returns the caller's identity and whether authentication is
+// on.
+func (s *Server) identity(r *http.Request) (auth.Identity, bool) {
+	id, _ := r.Context().Value(identityKey{}).(auth.Identity)
+	return id, s.auth != nil
+}
+
+// localActor names an admin without authentication (a loopback caller).
+const localActor = "local"
+
+// authorize checks the caller's credentials against the route's access:
+// 401 without a known token, 403 for a role too low (or, without
+// authentication, a non-loopback caller of an admin route).
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (auth.Identity, bool) {
+	if s.auth == nil {
+		if a.admin && !loopback(r.RemoteAddr) {
+			writeError(w, http.StatusForbidden, api.DetailAdminLoopbackOnly)
+			return auth.Identity{}, false
+		}
+		return auth.Identity{Name: localActor, Role: auth.Admin}, true
+	}
+	token, ok := bearerToken(r)
+	var id auth.Identity
+	if ok {
+		id, ok = s.auth.Lookup(token)
+	}
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="remotelab", Basic realm="remotelab"`)
+		writeError(w, http.StatusUnauthorized, api.DetailUnauthorized)
+		return auth.Identity{}, false
+	}
+	if !id.Role.Allows(a.need) {
+		writeError(w, http.StatusForbidden, fmt.Sprintf(api.DetailRoleTooLow, id.Role, a.need))
+		return auth.Identity{}, false
+	}
+	return id, true
+}
+
+// bearerToken returns the token of "Authorization: Bearer <token>", or the
+// password of HTTP Basic (any user name), which is how the unchanged
+// Python client authenticates through ~/.netrc.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimSpace(rest)
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		return rest, rest != ""
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return "", false
+		}
+		_, pass, ok := strings.Cut(string(raw), ":")
+		return pass, ok && pass != ""
+	}
+	return "", false
+}
+
+// loopback reports whether a remote address is a loopback address.
+func loopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// clientHost returns the host part of a remote address (the owner of a
+// session created without one when authentication is off).
+func clientHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
+// noRoute answers a request no pattern matches: the mux's own 404 or 405
+// (or redirect), with a JSON body.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	c := &captureWriter{h: make(http.Header)}
+	h.ServeHTTP(c, r)
+	if c.code == 0 {
+		c.code = http.StatusNotFound
+	}
+	for _, k := range []string{"Allow", "Location"} {
+		if v := c.h.Values(k); len(v) > 0 {
+			w.Header()[k] = v
+		}
+	}
+	writeError(w, c.code, http.StatusText(c.code))
+}
+
+// logRequest logs one line per request: at INFO for the routes that change
+// something, at DEBUG for reads, polls and heartbeats (a busy server
+// answers tens of thousands of them a second), at WARN for server errors.
+func (s *Server) logRequest(r *http.Request, sw *statusWriter, pattern string, d time.Duration) {
+	level := slog.LevelDebug
+	switch {
+	case sw.code() >= 500:
+		level = slog.LevelWarn
+	case s.roles[pattern].info:
+		level = slog.LevelInfo
+	}
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	path := r.URL.Path
+	id := r.PathValue("id")
+	if id != "" {
+		// Session ids are logged shortened, in paths too.
+		path = strings.Replace(path, id, api.ShortID(id), 1)
+	}
+	if sw.session != "" {
+		id = sw.session
+	} else if h := r.Header.Get(api.HeaderSessionID); h != "" {
+		id = h
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", api.Clip(path)),
+		slog.Int("status", sw.code()),
+		slog.Duration("duration", d),
+		slog.String("client", r.RemoteAddr),
+	)
+	if id != "" {
+		attrs = append(attrs, slog.String("session", api.ShortID(id)))
+	}
+	if sw.actor != "" && s.auth != nil {
+		attrs = append(attrs, slog.String("caller", sw.actor))
+	}
+	s.log.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// statusWriter records the status code, the session a request acted for
+// and the caller, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status  int
+	session string
+	actor   string
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// code is the answer's status (200 when the handler wrote none).
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets event streams flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// noteSession names the session of the request in the request log.
+func noteSession(w http.ResponseWriter, id string) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.session = id
+	}
+}
+
+// unwrapWriter returns the connection's own ResponseWriter, which
+// http.MaxBytesReader needs to make the server close the connection after
+// an oversized body.
+func unwrapWriter(w http.ResponseWriter) http.ResponseWriter {
+	if sw, ok := w.(*statusWriter); ok {
+		return sw.ResponseWriter
+	}
+	return w
+}
+
+// captureWriter swallows a response, keeping its status and headers.
+type captureWriter struct {
+	h    http.Header
+	code int
+}
+
+func (c *captureWriter) Header() http.Header { return c.h }
+
+func (c *captureWriter) WriteHeader(code int) {
+	if c.code == 0 {
+		c.code = code
+	}
+}
+
+func (c *captureWriter) Write(p []byte) (int, error) {
+	c.WriteHeader(http.StatusOK)
+	return len(p), nil
+}

@@ -1,0 +1,132 @@
+// Package audit keeps remotelabd's audit log: one JSON line per admin
+// action and per abnormal session end, appended to a file and synced to
+// disk before the action is answered.
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/remotelab-go/remotelab/broker"
+)
+
+// FileName is the audit log's name in the state directory.
+const FileName = "audit.jsonl"
+
+// Log is an append-only JSON-lines file. It implements broker.Auditor. It
+// is safe for concurrent use; the caller must Close it.
+type Log struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+var _ broker.Auditor = (*Log)(nil)
+
+// line is one entry on disk.
+type line struct {
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Session string    `json:"session,omitempty"`
+	Owner   string    `json:"owner,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// Open opens (creating it, mode 0640) the audit log at path for appending.
+func Open(path string) (*Log, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	return &Log{path: path, f: f}, nil
+}
+
+// Path returns the file's path.
+func (l *Log) Path() string { return l.path }
+
+// Record appends a as one line and syncs the file before it returns.
+func (l *Log) Record(a broker.Audit) error {
+	data, err := json.Marshal(line(a))
+	if err != nil {
+		return fmt.Errorf("record audit entry: %w", err)
+	}
+	data = append(data, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return fmt.Errorf("record audit entry: %w", fs.ErrClosed)
+	}
+	if _, err := l.f.Write(data); err != nil {
+		return fmt.Errorf("record audit entry: %w", err)
+	}
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("record audit entry: %w", err)
+	}
+	return nil
+}
+
+// tailChunk is how much of the file's end Tail reads at a time.
+const tailChunk = 64 << 10
+
+// Tail returns up to n of the last entries, oldest first. Lines that do not
+// parse (a torn last line after a crash) are skipped.
+func (l *Log) Tail(n int) ([]broker.Audit, error) {
+	f, err := os.Open(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	defer f.Close()
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil, fmt.Errorf("read audit log: %w", err)
+	}
+	// Read chunks backwards until n+1 newlines are in hand (or the start).
+	var buf []byte
+	for off := size; off > 0 && bytes.Count(buf, []byte{'\n'}) <= n; {
+		step := min(int64(tailChunk), off)
+		off -= step
+		chunk := make([]byte, step)
+		if _, err := f.ReadAt(chunk, off); err != nil {
+			return nil, fmt.Errorf("read audit log: %w", err)
+		}
+		buf = append(chunk, buf...)
+	}
+	var out []broker.Audit
+	sc := bufio.NewScanner(bytes.NewReader(buf))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e line
+		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Action == "" {
+			continue
+		}
+		out = append(out, broker.Audit(e))
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out, nil
+}
+
+// Close closes the file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
