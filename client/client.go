@@ -385,16 +385,3 @@ var userAgent = sync.OnceValue(func() string {
 	}
 	return "remotelab-go/" + v
 })
-
-// sleep waits d or until ctx ends, whichever is first, and reports whether
-// the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

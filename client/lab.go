@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 	"github.com/remotelab-go/remotelab/topology"
 )
 
@@ -155,7 +156,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 		default:
 			return nil, false, fmt.Errorf("acquire %s: %w", name, err)
 		}
-		if !sleep(actx, s.c.cfg.pollInterval) || actx.Err() != nil {
+		if clock.Sleep(actx, s.c.cfg.pollInterval) != nil {
 			return nil, false, fmt.Errorf("acquire %s: gave up after %d attempts in %v: %w: %w",
 				name, attempts, time.Since(start).Round(time.Millisecond), busy, context.Cause(actx))
 		}

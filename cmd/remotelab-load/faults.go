@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // churnTopology is the lab every churn client acquires.
@@ -290,7 +291,7 @@ func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 	}
 	// The heartbeating holder outlives its TTL. (The random part keeps
 	// the kill off the holder's heartbeat phase.)
-	_ = sleepCtx(ctx, ttl*3/2+rand.N(250*time.Millisecond))
+	_ = clock.Sleep(ctx, ttl*3/2+rand.N(250*time.Millisecond))
 	if st, err := c.status(ctx, w.SessionID, 0); err != nil || st.Status != api.StatusWaiting {
 		r.violate("waiter is %q (%v) while the holder heartbeats", st.Status, err)
 		return nil
@@ -352,7 +353,7 @@ func runSigterm(ctx context.Context, e *env, r *scenarioReport) error {
 	done := make(chan *churnResult, 1)
 	go func() { done <- runChurn(cctx, c, cfg.ChurnClients, time.Hour, cfg.LongPoll) }()
 
-	_ = sleepCtx(ctx, cfg.ChurnDuration/2)
+	_ = clock.Sleep(ctx, cfg.ChurnDuration/2)
 	tTerm := time.Now()
 	if err := srv.Signal(syscall.SIGTERM); err != nil {
 		return err

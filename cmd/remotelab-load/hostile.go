@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // hostileKind is one kind of bad POST /lab and the answers it may get.
@@ -239,7 +241,7 @@ func runHostile(ctx context.Context, e *env, r *scenarioReport) error {
 		if len(extra) == 0 {
 			break
 		}
-		_ = sleepCtx(ctx, 100*time.Millisecond)
+		_ = clock.Sleep(ctx, 100*time.Millisecond)
 	}
 	if len(extra) > 0 {
 		r.violate("uploads left behind in TMPDIR: %v", extra)
