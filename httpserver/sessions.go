@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
@@ -49,8 +47,8 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var wait time.Duration
 	if v, ok := r.URL.Query()["wait"]; ok {
-		d, ok := parseWait(v[0])
-		if !ok {
+		d, err := api.ParseDuration(v[0])
+		if err != nil {
 			invalid(api.ValidationIssue{
 				Type:  api.IssueDurationParsing,
 				Loc:   []string{"query", "wait"},
@@ -85,22 +83,6 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 		Position: info.Position,
 		Epoch:    info.Epoch,
 	})
-}
-
-// parseWait parses a long-poll wait: a Go duration ("30s") or plain,
-// possibly fractional, seconds ("30").
-func parseWait(v string) (time.Duration, bool) {
-	if d, err := time.ParseDuration(v); err == nil {
-		return d, d >= 0
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-		return 0, false
-	}
-	if f >= float64(math.MaxInt64)/float64(time.Second) {
-		return math.MaxInt64, true
-	}
-	return time.Duration(f * float64(time.Second)), true
 }
 
 // deleteSession handles DELETE /session/{id}.
