@@ -183,6 +183,10 @@ func TestAcquireRejectsBadInput(t *testing.T) {
 			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), "lab.txt", []byte(topoA)); return err },
 			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
 		},
+		"topology name without a stem": {
+			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), ".yml", []byte(topoA)); return err },
+			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
+		},
 		"topology name with directory": {
 			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), "x/lab.yml", []byte(topoA)); return err },
 			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
