@@ -19,6 +19,7 @@ import (
 
 	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 	"github.com/remotelab-go/remotelab/topology"
@@ -343,7 +344,7 @@ func TestAcquireFreshStart(t *testing.T) {
 func TestAcquireBusyRetriedUntilContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		c, rec := recordingClient(srv)
 		s := open(t, c)
@@ -368,7 +369,7 @@ func TestAcquireBusyRetriedUntilContextEnds(t *testing.T) {
 func TestAcquireBusyBoundedByAcquisitionTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		s := open(t, srv.Client(client.WithAcquisitionTimeout(20*time.Second)))
 		start := time.Now()
@@ -383,7 +384,7 @@ func TestAcquireBusyBoundedByAcquisitionTimeout(t *testing.T) {
 func TestAcquireBusyThenFree(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		s := open(t, srv.Client())
 		time.AfterFunc(12*time.Second, func() { _ = srv.Manager().Release("someone-else") })
