@@ -6,6 +6,8 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -207,6 +209,42 @@ func ParseBool(s string) (v, ok bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// The two spellings ParseDuration accepts. A string of the right shape
+// that time.ParseDuration still refuses is out of time.Duration's range.
+var (
+	plainSeconds = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?|\.[0-9]+)$`)
+	goDuration   = regexp.MustCompile(`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+)
+
+// ParseDuration parses a duration as the API and the client's environment
+// take it: plain non-negative seconds in decimal ("30", "2.5", ".5") or a
+// Go duration ("90s", "1m30s", "10m"). Negative values, signs,
+// exponents, hexadecimal, NaN, Inf, surrounding spaces and values beyond
+// time.Duration's range (about 292 years) are errors that say which rule
+// was broken. It does not cap the result: callers apply
+// their own bounds (the server caps a long-poll wait at its MaxWait).
+func ParseDuration(s string) (time.Duration, error) {
+	fail := func(why string) (time.Duration, error) {
+		return 0, fmt.Errorf("parse duration %q: %s", s, why)
+	}
+	text := s
+	switch {
+	case plainSeconds.MatchString(s):
+		text = s + "s" // decimal seconds, converted exactly
+	case goDuration.MatchString(s):
+	case strings.HasPrefix(s, "-") &&
+		(plainSeconds.MatchString(s[1:]) || goDuration.MatchString(s[1:])):
+		return fail("must not be negative")
+	default:
+		return fail("want seconds (30, 2.5) or a Go duration (90s, 10m)")
+	}
+	d, err := time.ParseDuration(text)
+	if err != nil {
+		return fail(fmt.Sprintf("too large (the limit is %v)", time.Duration(1<<63-1)))
+	}
+	return d, nil
 }
 
 // ShortIDLen is how many characters of a session id logs show.

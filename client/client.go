@@ -32,12 +32,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -235,7 +233,8 @@ func parseBase(baseURL string) (string, error) {
 //	REMOTE_LAB_HEARTBEAT_INTERVAL   heartbeat interval (60)
 //
 // Durations are plain seconds ("30", "2.5") or Go durations ("90s",
-// "10m"); anything else is an error. Options override the environment.
+// "10m"), read by api.ParseDuration as the server reads ?wait=; anything
+// else is an error. Options override the environment.
 func FromEnv(opts ...Option) (*Client, error) {
 	base := strings.TrimSpace(os.Getenv(EnvURL))
 	if base == "" {
@@ -259,12 +258,12 @@ func FromEnv(opts ...Option) (*Client, error) {
 		if s == "" {
 			continue
 		}
-		d, err := parseDuration(s)
-		if err == nil && v.positive && d == 0 {
-			err = errors.New("must be positive")
-		}
+		d, err := api.ParseDuration(s)
 		if err != nil {
-			return nil, fmt.Errorf("client from env: %s=%q: %w", v.name, s, err)
+			return nil, fmt.Errorf("client from env: %s: %w", v.name, err)
+		}
+		if v.positive && d == 0 {
+			return nil, fmt.Errorf("client from env: %s=%q: must be positive", v.name, s)
 		}
 		*v.dst = d
 	}
@@ -273,26 +272,6 @@ func FromEnv(opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client from env: %w", err)
 	}
 	return c, nil
-}
-
-// parseDuration parses seconds ("30", "2.5") or a Go duration ("90s").
-func parseDuration(s string) (time.Duration, error) {
-	var d time.Duration
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) {
-			return 0, errors.New("want seconds (30) or a duration (90s)")
-		}
-		if f > float64(1<<62)/float64(time.Second) {
-			return 0, errors.New("too large")
-		}
-		d = time.Duration(f * float64(time.Second))
-	} else if d, err = time.ParseDuration(s); err != nil {
-		return 0, errors.New("want seconds (30) or a duration (90s)")
-	}
-	if d < 0 {
-		return 0, errors.New("must not be negative")
-	}
-	return d, nil
 }
 
 // URL returns the server's base URL, without a trailing slash.
@@ -385,16 +364,3 @@ var userAgent = sync.OnceValue(func() string {
 	}
 	return "remotelab-go/" + v
 })
-
-// sleep waits d or until ctx ends, whichever is first, and reports whether
-// the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

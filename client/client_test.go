@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -89,14 +90,19 @@ func TestFromEnvNoURL(t *testing.T) {
 }
 
 func TestFromEnvRejects(t *testing.T) {
-	for _, tc := range []struct{ name, value string }{
-		{client.EnvRequestTimeout, "soon"},
-		{client.EnvSessionTimeout, "-5"},
-		{client.EnvAcquisitionTimeout, "-1m"},
-		{client.EnvRequestTimeout, "1e300"},
-		{client.EnvRequestTimeout, "NaN"},
-		{client.EnvSessionTimeout, "Inf"},
-		{client.EnvHeartbeatInterval, "0"},
+	// The reasons are api.ParseDuration's: the client reads durations
+	// exactly as the server reads ?wait=.
+	for _, tc := range []struct{ name, value, reason string }{
+		{client.EnvRequestTimeout, "soon", "want seconds (30, 2.5) or a Go duration (90s, 10m)"},
+		{client.EnvSessionTimeout, "-5", "must not be negative"},
+		{client.EnvAcquisitionTimeout, "-1m", "must not be negative"},
+		{client.EnvRequestTimeout, "1e300", "want seconds"},
+		{client.EnvRequestTimeout, "99999999999", "too large"},
+		{client.EnvSessionTimeout, "9999999h", "too large"},
+		{client.EnvRequestTimeout, "NaN", "want seconds"},
+		{client.EnvSessionTimeout, "Inf", "want seconds"},
+		{client.EnvHeartbeatInterval, "0", "must be positive"},
+		{client.EnvHeartbeatInterval, "0s", "must be positive"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			t.Setenv(client.EnvURL, "http://lab1:8000")
@@ -104,6 +110,8 @@ func TestFromEnvRejects(t *testing.T) {
 			_, err := client.FromEnv()
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.name)
+			assert.Contains(t, err.Error(), fmt.Sprintf("%q", tc.value))
+			assert.Contains(t, err.Error(), tc.reason)
 		})
 	}
 	t.Run("bad URL", func(t *testing.T) {

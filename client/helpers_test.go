@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
@@ -14,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/remotelabtest"
-	"github.com/remotelab-go/remotelab/topology"
 )
 
 func TestMain(m *testing.M) {
@@ -28,25 +27,8 @@ const (
 	topoB = "name: b\nnodes: [r1, r2, r3]\n"
 )
 
-// logBuffer collects log output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger(b *logBuffer) *slog.Logger {
+// newLogger returns a debug-level logger writing to b.
+func newLogger(b *testutil.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -57,15 +39,6 @@ func open(t testing.TB, c *client.Client) *client.Session {
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, s.Close(context.Background())) })
 	return s
-}
-
-// bundle builds a bundle for driving a lab.Manager directly.
-func bundle(t testing.TB, text string) *topology.Bundle {
-	t.Helper()
-	b, err := topology.NewBundle("other.yml", []byte(text), topology.Limits{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	return b
 }
 
 // recorded is one request seen by a recorder.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 	"github.com/remotelab-go/remotelab/topology"
 )
 
@@ -100,7 +101,8 @@ func (s *Session) Acquire(ctx context.Context, topologyPath string, opts ...Acqu
 }
 
 // AcquireBytes is Acquire for a topology held in memory under the file
-// name name (which must end in .yml or .yaml).
+// name name, which must pass topology.CheckTopologyName (a plain file
+// name ending in .yml or .yaml).
 //
 // The topology and the extra files' paths are checked before anything is
 // sent: a bad name or unsafe path fails with ErrBadRequest, a topology
@@ -155,7 +157,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 		default:
 			return nil, false, fmt.Errorf("acquire %s: %w", name, err)
 		}
-		if !sleep(actx, s.c.cfg.pollInterval) || actx.Err() != nil {
+		if clock.Sleep(actx, s.c.cfg.pollInterval) != nil {
 			return nil, false, fmt.Errorf("acquire %s: gave up after %d attempts in %v: %w: %w",
 				name, attempts, time.Since(start).Round(time.Millisecond), busy, context.Cause(actx))
 		}
@@ -164,8 +166,8 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 
 // newUpload checks the request and resolves the extra files.
 func newUpload(name string, data []byte, cfg acquireConfig) (*upload, error) {
-	if err := checkTopologyName(name); err != nil {
-		return nil, err
+	if err := topology.CheckTopologyName(name); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if _, err := topology.Parse(name, data); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTopology, err)
@@ -205,16 +207,6 @@ func newUpload(name string, data []byte, cfg acquireConfig) (*upload, error) {
 		}
 	}
 	return up, nil
-}
-
-// checkTopologyName applies the server's rule: a plain file name ending in
-// .yml or .yaml.
-func checkTopologyName(name string) error {
-	ext := strings.ToLower(filepath.Ext(name))
-	if strings.Contains(name, "/") || (ext != ".yml" && ext != ".yaml") || topology.ValidatePath(name) != nil {
-		return fmt.Errorf("%w: %w: %q", ErrBadRequest, topology.ErrBadTopologyName, name)
-	}
-	return nil
 }
 
 // walkExtraDir lists the regular files under dir.

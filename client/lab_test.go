@@ -19,6 +19,7 @@ import (
 
 	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 	"github.com/remotelab-go/remotelab/topology"
@@ -183,6 +184,10 @@ func TestAcquireRejectsBadInput(t *testing.T) {
 			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), "lab.txt", []byte(topoA)); return err },
 			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
 		},
+		"topology name without a stem": {
+			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), ".yml", []byte(topoA)); return err },
+			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
+		},
 		"topology name with directory": {
 			acquire: func() error { _, _, err := s.AcquireBytes(t.Context(), "x/lab.yml", []byte(topoA)); return err },
 			is:      []error{client.ErrBadRequest, topology.ErrBadTopologyName},
@@ -339,7 +344,7 @@ func TestAcquireFreshStart(t *testing.T) {
 func TestAcquireBusyRetriedUntilContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		c, rec := recordingClient(srv)
 		s := open(t, c)
@@ -364,7 +369,7 @@ func TestAcquireBusyRetriedUntilContextEnds(t *testing.T) {
 func TestAcquireBusyBoundedByAcquisitionTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		s := open(t, srv.Client(client.WithAcquisitionTimeout(20*time.Second)))
 		start := time.Now()
@@ -379,7 +384,7 @@ func TestAcquireBusyBoundedByAcquisitionTimeout(t *testing.T) {
 func TestAcquireBusyThenFree(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
-		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", bundle(t, topoA), true)
+		_, err := srv.Manager().TryAcquire(context.Background(), "someone-else", testutil.Bundle(t, "other.yml", topoA), true)
 		require.NoError(t, err)
 		s := open(t, srv.Client())
 		time.AfterFunc(12*time.Second, func() { _ = srv.Manager().Release("someone-else") })

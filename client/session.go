@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // Session is a place in the server's queue that has reached the head: the
@@ -115,7 +116,7 @@ func (s *Session) waitActive(parent context.Context, st sessionAnswer) error {
 		// answers at once, so it is polled at the poll interval. The
 		// first status call is made at once either way: the create
 		// answer of the original has no status.
-		if st.Epoch == nil && st.Status != "" && !sleep(ctx, s.c.cfg.pollInterval) {
+		if st.Epoch == nil && st.Status != "" && clock.Sleep(ctx, s.c.cfg.pollInterval) != nil {
 			return s.waitEnded(parent, ctx, position)
 		}
 		next, err := s.status(ctx)
@@ -129,7 +130,7 @@ func (s *Session) waitActive(parent context.Context, st sessionAnswer) error {
 			failures++
 			backoff := min(time.Second<<failures, 30*time.Second)
 			s.log.Warn("session status failed; retrying", "err", err, "in", backoff)
-			if !sleep(ctx, backoff) {
+			if clock.Sleep(ctx, backoff) != nil {
 				return s.waitEnded(parent, ctx, position)
 			}
 		default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
 
@@ -94,7 +95,7 @@ func TestRequestHeaders(t *testing.T) {
 // the long-poll answers at once, with no polling delay.
 func TestLongPollPromotion(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &logBuffer{}
+		logs := &testutil.Buffer{}
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(), remotelabtest.WithLogger(newLogger(logs)))
 		c, rec := recordingClient(srv)
 		s1 := open(t, c)
@@ -180,7 +181,7 @@ func fakeClient(t testing.TB, h http.Handler, opts ...client.Option) *client.Cli
 	t.Helper()
 	all := append([]client.Option{
 		client.WithHTTPClient(&http.Client{Transport: remotelabtest.InMemoryTransport(h)}),
-		client.WithLogger(newLogger(&logBuffer{})),
+		client.WithLogger(newLogger(&testutil.Buffer{})),
 	}, opts...)
 	c, err := client.New("http://lab.invalid", all...)
 	require.NoError(t, err)
@@ -513,7 +514,7 @@ func TestCloseWaitsForHeartbeat(t *testing.T) {
 // time it asks the server to wait.
 func TestLongPollOutlastsRequestTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		logs := &logBuffer{}
+		logs := &testutil.Buffer{}
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork())
 		s1 := open(t, srv.Client())
 		c, rec := recordingClient(srv, client.WithRequestTimeout(10*time.Second), client.WithLogger(newLogger(logs)))

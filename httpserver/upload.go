@@ -8,8 +8,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
@@ -154,7 +152,7 @@ func (u *upload) topologyPart(p io.Reader, name string, hasFile bool) *reqError 
 	if u.bundle != nil {
 		return errorf(http.StatusBadRequest, "More than one topology part")
 	}
-	if !hasFile || !topologyName(name) {
+	if !hasFile || topology.CheckTopologyName(name) != nil {
 		return fail(http.StatusBadRequest, api.DetailBadTopologyName)
 	}
 	limit := u.s.limits.MaxTopologyBytes
@@ -214,7 +212,7 @@ func (u *upload) spoolEarly(name string, rr *readRecorder) *reqError {
 	lim := u.s.limits
 	if len(u.early) >= lim.MaxFiles {
 		return u.bundleError(api.PartExtraFiles,
-			&topology.LimitError{What: "file count", Limit: int64(lim.MaxFiles)})
+			&topology.LimitError{Kind: topology.LimitFileCount, Limit: int64(lim.MaxFiles)})
 	}
 	f, err := os.CreateTemp(u.s.spoolDir, "remotelab-upload-*")
 	if err != nil {
@@ -229,12 +227,12 @@ func (u *upload) spoolEarly(name string, rr *readRecorder) *reqError {
 		return errorf(http.StatusInternalServerError, "spool extra file: %v", err)
 	case n > lim.MaxFileBytes:
 		return u.bundleError(api.PartExtraFiles,
-			&topology.LimitError{Path: name, What: "file size", Limit: lim.MaxFileBytes})
+			&topology.LimitError{Path: name, Kind: topology.LimitFileSize, Limit: lim.MaxFileBytes})
 	}
 	u.earlyBytes += n
 	if u.earlyBytes > lim.MaxTotalBytes {
 		return u.bundleError(api.PartExtraFiles,
-			&topology.LimitError{Path: name, What: "total size", Limit: lim.MaxTotalBytes})
+			&topology.LimitError{Path: name, Kind: topology.LimitTotalSize, Limit: lim.MaxTotalBytes})
 	}
 	return nil
 }
@@ -267,11 +265,11 @@ func (u *upload) bundleError(part string, err error) *reqError {
 	case errors.Is(err, topology.ErrBadTopologyName):
 		return fail(http.StatusBadRequest, api.DetailBadTopologyName)
 	case errors.As(err, &le):
-		switch le.What {
-		case "file count":
+		switch le.Kind {
+		case topology.LimitFileCount:
 			return errorf(http.StatusRequestEntityTooLarge,
 				"Too many %s (limit %d)", api.PartExtraFiles, le.Limit)
-		case "total size":
+		case topology.LimitTotalSize:
 			return errorf(http.StatusRequestEntityTooLarge,
 				"%s %q: the upload is larger than the total limit of %d bytes", part, api.Clip(le.Path), le.Limit)
 		}
@@ -282,16 +280,6 @@ func (u *upload) bundleError(part string, err error) *reqError {
 	}
 	u.s.log.Error("store upload", "err", err)
 	return errorf(http.StatusInternalServerError, "store upload: %v", err)
-}
-
-// topologyName reports whether name is a plain .yml/.yaml file name (the
-// topology package checks the rest).
-func topologyName(name string) bool {
-	if name == "" || strings.ContainsAny(name, `/\`) {
-		return false
-	}
-	ext := strings.ToLower(path.Ext(name))
-	return ext == ".yml" || ext == ".yaml"
 }
 
 // touchEvery is how often an upload in progress refreshes its session.

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/internal/gobuild"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 )
 
 // e2eWait bounds each wait of the end-to-end test for a process (builds
@@ -96,33 +97,10 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, 0, d.queueLength(t))
 }
 
-// notifyBuffer collects output and wakes waiters on each write.
-type notifyBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newNotifyBuffer() *notifyBuffer { return &notifyBuffer{changed: make(chan struct{})} }
-
-func (b *notifyBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return b.buf.Write(p)
-}
-
-func (b *notifyBuffer) snapshot() (string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String(), b.changed
-}
-
 // daemon is a running remotelabd.
 type daemon struct {
 	url  string
-	out  *notifyBuffer
+	out  *testutil.Buffer
 	done chan struct{}
 }
 
@@ -142,7 +120,7 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 	require.NoError(t, os.Mkdir(home, 0o755))
 	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, "HOME="+home,
 		"PATH="+fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	d := &daemon{out: newNotifyBuffer(), done: make(chan struct{})}
+	d := &daemon{out: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.out, d.out
 	require.NoError(t, cmd.Start())
 	go func() {
@@ -158,8 +136,7 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 			<-d.done
 		}
 		if t.Failed() {
-			s, _ := d.out.snapshot()
-			t.Logf("remotelabd output:\n%s", s)
+			t.Logf("remotelabd output:\n%s", d.out)
 		}
 	})
 	m := d.waitFor(t, `listening on (127\.0\.0\.1:\d+)`, 1)
@@ -171,28 +148,16 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 // the submatches of the nth match.
 func (d *daemon) waitFor(t *testing.T, re string, n int) []string {
 	t.Helper()
-	rx := regexp.MustCompile(re)
-	timer := time.NewTimer(e2eWait)
-	defer timer.Stop()
-	for {
-		s, changed := d.out.snapshot()
-		if ms := rx.FindAllStringSubmatch(s, -1); len(ms) >= n {
-			return ms[n-1]
-		}
-		select {
-		case <-changed:
-		case <-d.done:
-			t.Fatalf("remotelabd exited before logging %q %d times", re, n)
-		case <-timer.C:
-			t.Fatalf("remotelabd did not log %q %d times within %v", re, n, e2eWait)
-		}
+	m, err := d.out.WaitFor(regexp.MustCompile(re), n, e2eWait, d.done)
+	if err != nil {
+		t.Fatalf("remotelabd: %v", err)
 	}
+	return m
 }
 
 // logIndex returns where the daemon's output first matches re, or -1.
 func (d *daemon) logIndex(re string) int {
-	s, _ := d.out.snapshot()
-	if loc := regexp.MustCompile(re).FindStringIndex(s); loc != nil {
+	if loc := regexp.MustCompile(re).FindStringIndex(d.out.String()); loc != nil {
 		return loc[0]
 	}
 	return -1

@@ -13,20 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/internal/sim"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
-	"github.com/remotelab-go/remotelab/topology"
 )
 
 var _ lab.Runner = (*remotelabtest.FakeRunner)(nil)
-
-func fakeBundle(t *testing.T, topo string) *topology.Bundle {
-	t.Helper()
-	b, err := topology.NewBundle("lab.yml", []byte(topo), topology.Limits{})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
-	return b
-}
 
 func TestFakeRunnerZeroValue(t *testing.T) {
 	for _, tc := range []struct {
@@ -38,7 +30,7 @@ func TestFakeRunnerZeroValue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f remotelabtest.FakeRunner
-			b := fakeBundle(t, tc.topo)
+			b := testutil.Bundle(t, "lab.yml", tc.topo)
 			spec := lab.Spec{Dir: "/tmp/remotelab-lab-x", Bundle: b}
 
 			devs, err := f.Up(t.Context(), spec)
@@ -79,7 +71,7 @@ func TestFakeRunnerDevicesOverride(t *testing.T) {
 		got = spec
 		return want
 	}}
-	spec := lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")}
+	spec := lab.Spec{Dir: "/d", Bundle: testutil.Bundle(t, "lab.yml", "nodes: [a]\n")}
 	devs, err := f.Up(t.Context(), spec)
 	require.NoError(t, err)
 	assert.Equal(t, want, devs)
@@ -100,7 +92,7 @@ func TestFakeRunnerHooks(t *testing.T) {
 			return downErr
 		},
 	}
-	b := fakeBundle(t, "nodes: [a]\n")
+	b := testutil.Bundle(t, "lab.yml", "nodes: [a]\n")
 	spec := lab.Spec{Dir: "/d", Bundle: b}
 
 	devs, err := f.Up(t.Context(), spec)
@@ -128,7 +120,7 @@ func TestFakeRunnerDelays(t *testing.T) {
 			DownDelay: 10 * time.Second,
 			UpHook:    func(context.Context, lab.Spec) error { hooked++; return nil },
 		}
-		spec := lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")}
+		spec := lab.Spec{Dir: "/d", Bundle: testutil.Bundle(t, "lab.yml", "nodes: [a]\n")}
 
 		start := time.Now()
 		_, err := f.Up(t.Context(), spec)
@@ -167,7 +159,7 @@ func TestFakeRunnerCancelledContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := f.Up(ctx, lab.Spec{Dir: "/d", Bundle: fakeBundle(t, "nodes: [a]\n")})
+	_, err := f.Up(ctx, lab.Spec{Dir: "/d", Bundle: testutil.Bundle(t, "lab.yml", "nodes: [a]\n")})
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorIs(t, f.Down(ctx, "/d"), context.Canceled)
 }
@@ -178,7 +170,7 @@ func TestFakeRunnerHookBlocksUntilCancelled(t *testing.T) {
 			<-ctx.Done()
 			return ctx.Err()
 		}}
-		b := fakeBundle(t, "nodes: [a]\n")
+		b := testutil.Bundle(t, "lab.yml", "nodes: [a]\n")
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() {
@@ -195,7 +187,7 @@ func TestFakeRunnerHookBlocksUntilCancelled(t *testing.T) {
 
 func TestFakeRunnerConcurrent(t *testing.T) {
 	f := &remotelabtest.FakeRunner{}
-	b := fakeBundle(t, "nodes: [a, b]\n")
+	b := testutil.Bundle(t, "lab.yml", "nodes: [a, b]\n")
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {

@@ -1,13 +1,11 @@
 package remotelabtest_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,29 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/client"
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestNewServer(t *testing.T) {
 	runner := &remotelabtest.FakeRunner{}
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	srv := remotelabtest.NewServer(t, remotelabtest.WithRunner(runner),
 		remotelabtest.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	assert.True(t, strings.HasPrefix(srv.URL(), "http://127.0.0.1:"), srv.URL())

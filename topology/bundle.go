@@ -11,191 +11,9 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
-	"unicode"
-	"unicode/utf8"
 )
-
-// Errors returned by Bundle methods. Callers branch with errors.Is; the
-// concrete errors carry the offending name and limit.
-var (
-	// ErrUnsafePath reports a file name that is not a safe relative path
-	// (absolute, "..", "." or empty segments, backslashes, NUL or control
-	// characters), a duplicate, or one that clashes with another file as
-	// file and directory. The concrete error is a *PathError.
-	ErrUnsafePath = errors.New("unsafe path")
-	// ErrBadTopologyName reports a topology file name that does not end in
-	// .yml or .yaml (any case) or that contains a directory.
-	ErrBadTopologyName = errors.New("topology must be a .yml or .yaml file")
-	// ErrTooLarge reports an exceeded size or count limit. The concrete
-	// error is a *LimitError.
-	ErrTooLarge = errors.New("too large")
-)
-
-// PathError reports an unsafe or clashing file name.
-type PathError struct {
-	Path   string // the name as received (quoted with %q when printed)
-	Reason string // e.g. "absolute path", "'..' segment", "duplicate"
-}
-
-func (e *PathError) Error() string {
-	return fmt.Sprintf("unsafe path %q: %s", e.Path, e.Reason)
-}
-
-// Is reports whether target is ErrUnsafePath.
-func (e *PathError) Is(target error) bool { return target == ErrUnsafePath }
-
-// LimitError reports a file, or the bundle as a whole, over a limit.
-type LimitError struct {
-	Path  string // the file that crossed the limit ("" for the file count)
-	What  string // "topology size", "file size", "total size", "file count"
-	Limit int64
-}
-
-func (e *LimitError) Error() string {
-	if e.What == "file count" {
-		return fmt.Sprintf("too many extra files: the limit is %d", e.Limit)
-	}
-	return fmt.Sprintf("%q: %s over the limit of %s", e.Path, e.What, formatBytes(e.Limit))
-}
-
-// Is reports whether target is ErrTooLarge.
-func (e *LimitError) Is(target error) bool { return target == ErrTooLarge }
-
-func formatBytes(n int64) string {
-	switch {
-	case n > 0 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n > 0 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
-}
-
-// Limits bounds what a Bundle accepts. The zero value of a field means the
-// default of DefaultLimits; a negative value is a programming error and
-// makes NewBundle panic.
-type Limits struct {
-	MaxTopologyBytes int64 // topology file size (1 MiB)
-	MaxFileBytes     int64 // size of one extra file (32 MiB)
-	MaxTotalBytes    int64 // topology plus all extra files (128 MiB)
-	MaxFiles         int   // number of extra files (512)
-}
-
-// DefaultLimits returns the limits of the spec: 1 MiB topology, 32 MiB per
-// extra file, 128 MiB in all, 512 extra files.
-func DefaultLimits() Limits {
-	return Limits{
-		MaxTopologyBytes: 1 << 20,
-		MaxFileBytes:     32 << 20,
-		MaxTotalBytes:    128 << 20,
-		MaxFiles:         512,
-	}
-}
-
-// ErrNegativeLimit is returned by Limits.Validate for a negative field.
-var ErrNegativeLimit = errors.New("negative upload limit")
-
-// Validate reports a negative field (ErrNegativeLimit). Zero fields are
-// valid: they mean the default.
-func (l Limits) Validate() error {
-	if l.MaxTopologyBytes < 0 || l.MaxFileBytes < 0 || l.MaxTotalBytes < 0 || l.MaxFiles < 0 {
-		return ErrNegativeLimit
-	}
-	return nil
-}
-
-// WithDefaults returns l with its zero fields set from DefaultLimits. It
-// panics on a negative field: check with Validate first.
-func (l Limits) WithDefaults() Limits {
-	if l.Validate() != nil {
-		panic("topology: negative value in Limits")
-	}
-	d := DefaultLimits()
-	if l.MaxTopologyBytes == 0 {
-		l.MaxTopologyBytes = d.MaxTopologyBytes
-	}
-	if l.MaxFileBytes == 0 {
-		l.MaxFileBytes = d.MaxFileBytes
-	}
-	if l.MaxTotalBytes == 0 {
-		l.MaxTotalBytes = d.MaxTotalBytes
-	}
-	if l.MaxFiles == 0 {
-		l.MaxFiles = d.MaxFiles
-	}
-	return l
-}
-
-// Bounds on path length. Linux refuses longer file names (NAME_MAX), so a
-// path beyond them could be accepted here and only fail in WriteTo.
-const (
-	maxSegmentBytes = 255
-	maxPathBytes    = 1024
-)
-
-// ValidatePath reports whether p is a safe relative path for a bundle file:
-// slash-separated valid UTF-8, no leading "/", no "." or ".." or empty
-// segments (so no trailing "/"), no backslash, NUL or other control
-// character (C0, DEL or C1), segments of at most 255 bytes and at most
-// 1024 bytes in all. The error is a *PathError.
-func ValidatePath(p string) error {
-	bad := func(reason string) error { return &PathError{Path: p, Reason: reason} }
-	switch {
-	case p == "":
-		return bad("empty path")
-	case len(p) > maxPathBytes:
-		return bad(fmt.Sprintf("longer than %d bytes", maxPathBytes))
-	case !utf8.ValidString(p):
-		return bad("invalid UTF-8")
-	}
-	for _, r := range p {
-		switch {
-		case r == 0:
-			return bad("NUL character")
-		case unicode.IsControl(r):
-			return bad("control character")
-		case r == '\\':
-			return bad("backslash")
-		}
-	}
-	if p[0] == '/' {
-		return bad("absolute path")
-	}
-	for seg := range strings.SplitSeq(p, "/") {
-		switch {
-		case seg == "":
-			return bad("empty segment")
-		case seg == ".":
-			return bad("'.' segment")
-		case seg == "..":
-			return bad("'..' segment")
-		case len(seg) > maxSegmentBytes:
-			return bad(fmt.Sprintf("segment longer than %d bytes", maxSegmentBytes))
-		}
-	}
-	return nil
-}
-
-// checkTopologyName validates the topology's file name.
-func checkTopologyName(name string) error {
-	if strings.ContainsAny(name, `/\`) {
-		return fmt.Errorf("%w without a directory, got %q", ErrBadTopologyName, name)
-	}
-	if err := ValidatePath(name); err != nil {
-		var pe *PathError
-		errors.As(err, &pe)
-		return fmt.Errorf("%w with a safe name, got %q: %s", ErrBadTopologyName, name, pe.Reason)
-	}
-	ext := strings.ToLower(filepath.Ext(name))
-	if (ext != ".yml" && ext != ".yaml") || len(ext) == len(name) {
-		return fmt.Errorf("%w, got %q", ErrBadTopologyName, name)
-	}
-	return nil
-}
 
 // Bundle is a topology plus extra files, each at a safe relative path. Extra
 // files added from a reader are spooled to a private temporary directory,
@@ -234,20 +52,20 @@ func (e *entry) open() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(e.data)), nil
 }
 
-// NewBundle validates name (ErrBadTopologyName) and the topology size
-// (ErrTooLarge), parses the topology (ErrInvalid) and returns a bundle
-// holding a copy of it. The zero Limits means DefaultLimits.
+// NewBundle checks name with CheckTopologyName (ErrBadTopologyName) and
+// the topology size (ErrTooLarge), parses the topology (ErrInvalid) and
+// returns a bundle holding a copy of it. The zero Limits means DefaultLimits.
 func NewBundle(name string, topology []byte, limits Limits) (*Bundle, error) {
 	limits = limits.WithDefaults()
-	if err := checkTopologyName(name); err != nil {
+	if err := CheckTopologyName(name); err != nil {
 		return nil, err
 	}
 	n := int64(len(topology))
 	if n > limits.MaxTopologyBytes {
-		return nil, &LimitError{Path: name, What: "topology size", Limit: limits.MaxTopologyBytes}
+		return nil, &LimitError{Path: name, Kind: LimitTopologySize, Limit: limits.MaxTopologyBytes}
 	}
 	if n > limits.MaxTotalBytes {
-		return nil, &LimitError{Path: name, What: "total size", Limit: limits.MaxTotalBytes}
+		return nil, &LimitError{Path: name, Kind: LimitTotalSize, Limit: limits.MaxTotalBytes}
 	}
 	t, err := Parse(name, topology)
 	if err != nil {
@@ -293,7 +111,7 @@ func (b *Bundle) checkAdd(p string) error {
 		}
 	}
 	if len(b.files) >= b.limits.MaxFiles {
-		return &LimitError{What: "file count", Limit: int64(b.limits.MaxFiles)}
+		return &LimitError{Kind: LimitFileCount, Limit: int64(b.limits.MaxFiles)}
 	}
 	return nil
 }
@@ -322,10 +140,10 @@ func (b *Bundle) AddFile(path string, data []byte) error {
 	}
 	n := int64(len(data))
 	if n > b.limits.MaxFileBytes {
-		return &LimitError{Path: path, What: "file size", Limit: b.limits.MaxFileBytes}
+		return &LimitError{Path: path, Kind: LimitFileSize, Limit: b.limits.MaxFileBytes}
 	}
 	if n > b.limits.MaxTotalBytes-b.size {
-		return &LimitError{Path: path, What: "total size", Limit: b.limits.MaxTotalBytes}
+		return &LimitError{Path: path, Kind: LimitTotalSize, Limit: b.limits.MaxTotalBytes}
 	}
 	b.add(path, &entry{data: bytes.Clone(data), size: n, sum: sha256.Sum256(data)})
 	return nil
@@ -376,9 +194,9 @@ func (b *Bundle) AddFileFrom(path string, r io.Reader) (err error) {
 	case err != nil:
 		return fmt.Errorf("spool %q: %w", path, err)
 	case n > b.limits.MaxFileBytes:
-		return &LimitError{Path: path, What: "file size", Limit: b.limits.MaxFileBytes}
+		return &LimitError{Path: path, Kind: LimitFileSize, Limit: b.limits.MaxFileBytes}
 	case n > allowed:
-		return &LimitError{Path: path, What: "total size", Limit: b.limits.MaxTotalBytes}
+		return &LimitError{Path: path, Kind: LimitTotalSize, Limit: b.limits.MaxTotalBytes}
 	}
 	e := &entry{spool: f.Name(), size: n}
 	h.Sum(e.sum[:0])

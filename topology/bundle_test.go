@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,8 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -94,97 +91,6 @@ func TestNewBundleInvalidTopology(t *testing.T) {
 	assert.EqualError(t, err, "lab.yml:1:8: nodes must be a mapping or a list")
 }
 
-func TestTopologyName(t *testing.T) {
-	for _, name := range []string{"lab.yml", "lab.yaml", "LAB.YML", "x.YaMl", "my lab.yml", ".hidden.yml", "a.b.yml"} {
-		_, err := topology.NewBundle(name, []byte(topo), topology.Limits{})
-		assert.NoError(t, err, name)
-	}
-	tests := []struct{ name, msg string }{
-		{"lab.txt", `topology must be a .yml or .yaml file, got "lab.txt"`},
-		{"lab", `topology must be a .yml or .yaml file, got "lab"`},
-		{"lab.yml.bak", `topology must be a .yml or .yaml file, got "lab.yml.bak"`},
-		{"labyml", `topology must be a .yml or .yaml file, got "labyml"`},
-		{".yml", `topology must be a .yml or .yaml file, got ".yml"`},
-		{"", `topology must be a .yml or .yaml file with a safe name, got "": empty path`},
-		{"dir/lab.yml", `topology must be a .yml or .yaml file without a directory, got "dir/lab.yml"`},
-		{"/lab.yml", `topology must be a .yml or .yaml file without a directory, got "/lab.yml"`},
-		{`dir\lab.yml`, `topology must be a .yml or .yaml file without a directory, got "dir\\lab.yml"`},
-		{"../lab.yml", `topology must be a .yml or .yaml file without a directory, got "../lab.yml"`},
-		{"lab\x00.yml", `topology must be a .yml or .yaml file with a safe name, got "lab\x00.yml": NUL character`},
-		{"lab\n.yml", `topology must be a .yml or .yaml file with a safe name, got "lab\n.yml": control character`},
-	}
-	for _, tt := range tests {
-		b, err := topology.NewBundle(tt.name, []byte(topo), topology.Limits{})
-		assert.Nil(t, b)
-		assert.ErrorIs(t, err, topology.ErrBadTopologyName, "%q", tt.name)
-		assert.NotErrorIs(t, err, topology.ErrUnsafePath)
-		assert.EqualError(t, err, tt.msg)
-	}
-}
-
-var pathTests = []struct {
-	path   string
-	reason string // "" for a safe path
-}{
-	{"a", ""},
-	{"a/b/c.txt", ""},
-	{"a..b", ""},
-	{"..a", ""},
-	{"a/...", ""},
-	{".hidden", ""},
-	{"a/.b", ""},
-	{"a b/c d", ""},
-	{"ü/ñ.txt", ""},
-	{"C:", ""},
-	{strings.Repeat("x", 255), ""},
-	{strings.Repeat("d/", 511) + "xy", ""},
-	{"", "empty path"},
-	{"/a", "absolute path"},
-	{"/", "absolute path"},
-	{"a/", "empty segment"},
-	{"a//b", "empty segment"},
-	{".", "'.' segment"},
-	{"./a", "'.' segment"},
-	{"a/.", "'.' segment"},
-	{"a/./b", "'.' segment"},
-	{"..", "'..' segment"},
-	{"../a", "'..' segment"},
-	{"a/..", "'..' segment"},
-	{"a/../b", "'..' segment"},
-	{`a\b`, "backslash"},
-	{`\a`, "backslash"},
-	{`..\a`, "backslash"},
-	{"a\x00b", "NUL character"},
-	{"a\nb", "control character"},
-	{"a\tb", "control character"},
-	{"\x1b[1m", "control character"},
-	{"a\x7f", "control character"},
-	{"a\u0085b", "control character"},
-	{"a\xffb", "invalid UTF-8"},
-	{strings.Repeat("x", 256), "segment longer than 255 bytes"},
-	{strings.Repeat("d/", 511) + "xyz", "longer than 1024 bytes"},
-}
-
-func TestValidatePath(t *testing.T) {
-	for _, tt := range pathTests {
-		err := topology.ValidatePath(tt.path)
-		if tt.reason == "" {
-			assert.NoError(t, err, "%q", tt.path)
-			continue
-		}
-		require.ErrorIs(t, err, topology.ErrUnsafePath, "%q", tt.path)
-		var pe *topology.PathError
-		require.ErrorAs(t, err, &pe)
-		assert.Equal(t, tt.path, pe.Path)
-		assert.Equal(t, tt.reason, pe.Reason, "%q", tt.path)
-	}
-}
-
-func TestPathErrorText(t *testing.T) {
-	err := topology.ValidatePath("../etc/passwd")
-	assert.EqualError(t, err, `unsafe path "../etc/passwd": '..' segment`)
-}
-
 // TestAddRejectsUnsafePath checks every path rule through both Add methods,
 // and that a rejected file leaves the bundle and the disk unchanged.
 func TestAddRejectsUnsafePath(t *testing.T) {
@@ -257,174 +163,6 @@ func TestAddDuplicatesAndClashes(t *testing.T) {
 }
 
 // countingReader yields endless 'x' bytes and counts what was read.
-type countingReader struct{ n int64 }
-
-func (r *countingReader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = 'x'
-	}
-	r.n += int64(len(p))
-	return len(p), nil
-}
-
-func TestLimits(t *testing.T) {
-	small := topology.Limits{MaxFileBytes: 10, MaxTotalBytes: int64(len(topo)) + 15, MaxFiles: 3}
-	roomy := topology.Limits{MaxFileBytes: 10, MaxTotalBytes: int64(len(topo)) + 100}
-	type add struct {
-		path string
-		size int
-	}
-	tests := []struct {
-		name   string
-		limits topology.Limits
-		ok     []add // accepted first
-		over   add   // then refused
-		want   topology.LimitError
-	}{
-		{"file exactly at limit, then over by one", roomy,
-			[]add{{"a", 10}}, add{"b", 11},
-			topology.LimitError{Path: "b", What: "file size", Limit: 10}},
-		{"total exactly at limit, then over by one", small,
-			[]add{{"a", 10}, {"b", 5}}, add{"c", 1},
-			topology.LimitError{Path: "c", What: "total size", Limit: int64(len(topo)) + 15}},
-		{"total crossed by a file under the file limit", small,
-			[]add{{"a", 10}}, add{"b", 6},
-			topology.LimitError{Path: "b", What: "total size", Limit: int64(len(topo)) + 15}},
-		{"file count", small,
-			[]add{{"a", 1}, {"b", 1}, {"c", 1}}, add{"d", 0},
-			topology.LimitError{What: "file count", Limit: 3}},
-		{"file over both limits reports the file limit", topology.Limits{MaxFileBytes: 10, MaxTotalBytes: int64(len(topo)) + 10},
-			nil, add{"a", 11},
-			topology.LimitError{Path: "a", What: "file size", Limit: 10}},
-	}
-	for _, tt := range tests {
-		for _, spooled := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/spooled=%v", tt.name, spooled), func(t *testing.T) {
-				tmp := privateTmp(t)
-				b := newBundle(t, "lab.yml", tt.limits)
-				for _, a := range tt.ok {
-					if spooled {
-						require.NoError(t, b.AddFileFrom(a.path, io.LimitReader(&countingReader{}, int64(a.size))))
-					} else {
-						require.NoError(t, b.AddFile(a.path, bytes.Repeat([]byte("x"), a.size)))
-					}
-				}
-				_, spooledBefore := spoolFiles(t, tmp)
-				before := stateOf(b)
-				var err error
-				if spooled {
-					r := &countingReader{}
-					err = b.AddFileFrom(tt.over.path, io.LimitReader(r, int64(tt.over.size)))
-					if tt.want.What != "file count" {
-						allowed := min(tt.limits.MaxFileBytes, tt.limits.MaxTotalBytes-before.size)
-						assert.LessOrEqual(t, r.n, allowed+1, "read past the limit")
-					}
-				} else {
-					err = b.AddFile(tt.over.path, bytes.Repeat([]byte("x"), tt.over.size))
-				}
-				require.ErrorIs(t, err, topology.ErrTooLarge)
-				var le *topology.LimitError
-				require.ErrorAs(t, err, &le)
-				assert.Equal(t, tt.want, *le)
-				assert.Equal(t, before, stateOf(b), "bundle changed by a failed add")
-				_, spooledAfter := spoolFiles(t, tmp)
-				assert.Equal(t, spooledBefore, spooledAfter, "spool file left behind")
-			})
-		}
-	}
-}
-
-// TestAddFileFromStopsReading feeds an endless reader: AddFileFrom must
-// read exactly one byte more than the file may hold, then give up.
-func TestAddFileFromStopsReading(t *testing.T) {
-	tests := []struct {
-		name    string
-		limits  topology.Limits
-		already int64
-		want    topology.LimitError
-	}{
-		{"file limit", topology.Limits{MaxFileBytes: 100_000}, 0,
-			topology.LimitError{Path: "x", What: "file size", Limit: 100_000}},
-		{"total limit", topology.Limits{MaxFileBytes: 100_000, MaxTotalBytes: int64(len(topo)) + 70_000}, 1000,
-			topology.LimitError{Path: "x", What: "total size", Limit: int64(len(topo)) + 70_000}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := newBundle(t, "lab.yml", tt.limits)
-			require.NoError(t, b.AddFile("first", make([]byte, tt.already)))
-			r := &countingReader{}
-			err := b.AddFileFrom("x", r)
-			var le *topology.LimitError
-			require.ErrorAs(t, err, &le)
-			assert.Equal(t, tt.want, *le)
-			allowed := min(tt.limits.MaxFileBytes, tt.limits.MaxTotalBytes-b.Size())
-			if tt.limits.MaxTotalBytes == 0 {
-				allowed = tt.limits.MaxFileBytes
-			}
-			assert.Equal(t, allowed+1, r.n)
-		})
-	}
-}
-
-func TestTopologyLimit(t *testing.T) {
-	n := int64(len(topo))
-	_, err := topology.NewBundle("lab.yml", []byte(topo), topology.Limits{MaxTopologyBytes: n})
-	require.NoError(t, err)
-	_, err = topology.NewBundle("lab.yml", []byte(topo), topology.Limits{MaxTopologyBytes: n - 1})
-	var le *topology.LimitError
-	require.ErrorAs(t, err, &le)
-	assert.ErrorIs(t, err, topology.ErrTooLarge)
-	assert.Equal(t, topology.LimitError{Path: "lab.yml", What: "topology size", Limit: n - 1}, *le)
-
-	_, err = topology.NewBundle("lab.yml", []byte(topo), topology.Limits{MaxTotalBytes: n - 1})
-	require.ErrorAs(t, err, &le)
-	assert.Equal(t, "total size", le.What)
-}
-
-func TestDefaultLimits(t *testing.T) {
-	d := topology.DefaultLimits()
-	assert.Equal(t, topology.Limits{MaxTopologyBytes: 1 << 20, MaxFileBytes: 32 << 20, MaxTotalBytes: 128 << 20, MaxFiles: 512}, d)
-
-	// The zero Limits means the defaults, field by field.
-	big := append([]byte(topo+"#"), bytes.Repeat([]byte("x"), 1<<20-len(topo)-1)...)
-	_, err := topology.NewBundle("lab.yml", big, topology.Limits{})
-	require.NoError(t, err, "exactly 1 MiB")
-	_, err = topology.NewBundle("lab.yml", append(big, 'x'), topology.Limits{MaxFiles: 1})
-	var le *topology.LimitError
-	require.ErrorAs(t, err, &le)
-	assert.Equal(t, int64(1<<20), le.Limit)
-
-	b := newBundle(t, "lab.yml", topology.Limits{MaxTopologyBytes: 1 << 10})
-	for i := range 512 {
-		require.NoError(t, b.AddFile(fmt.Sprintf("f%d", i), nil))
-	}
-	assert.ErrorIs(t, b.AddFile("one-more", nil), topology.ErrTooLarge)
-	r := &countingReader{}
-	err = b.AddFileFrom("f/big", r)
-	assert.ErrorIs(t, err, topology.ErrTooLarge)
-}
-
-func TestNegativeLimitPanics(t *testing.T) {
-	assert.Panics(t, func() {
-		_, _ = topology.NewBundle("lab.yml", []byte(topo), topology.Limits{MaxFiles: -1})
-	})
-}
-
-func TestLimitErrorText(t *testing.T) {
-	tests := []struct {
-		err  topology.LimitError
-		want string
-	}{
-		{topology.LimitError{Path: "big.bin", What: "file size", Limit: 32 << 20}, `"big.bin": file size over the limit of 32 MiB`},
-		{topology.LimitError{Path: "x", What: "total size", Limit: 3 << 10}, `"x": total size over the limit of 3 KiB`},
-		{topology.LimitError{Path: "x", What: "total size", Limit: 1536}, `"x": total size over the limit of 1536 bytes`},
-		{topology.LimitError{What: "file count", Limit: 512}, "too many extra files: the limit is 512"},
-	}
-	for _, tt := range tests {
-		assert.EqualError(t, &tt.err, tt.want)
-	}
-}
-
 type failingReader struct {
 	data []byte
 	err  error
@@ -748,47 +486,6 @@ func TestWriteToRefusesWhatIsInTheWay(t *testing.T) {
 	}
 }
 
-func FuzzValidatePath(f *testing.F) {
-	for _, tt := range pathTests {
-		f.Add(tt.path)
-	}
-	for _, s := range []string{"a/b/../c", "a/./b", "//", "a\u2028b", "\u202e", "a/\x00", "~/x", "a:b", "C:\\x"} {
-		f.Add(s)
-	}
-	root := filepath.FromSlash("/srv/lab/work")
-	f.Fuzz(func(t *testing.T, p string) {
-		err := topology.ValidatePath(p)
-		if err != nil {
-			var pe *topology.PathError
-			if !errors.As(err, &pe) || !errors.Is(err, topology.ErrUnsafePath) || pe.Path != p || pe.Reason == "" {
-				t.Fatalf("bad error %v for %q", err, p)
-			}
-			return
-		}
-		if !filepath.IsLocal(p) {
-			t.Fatalf("accepted non-local %q", p)
-		}
-		if filepath.Clean(p) != p {
-			t.Fatalf("accepted unclean %q", p)
-		}
-		if !utf8.ValidString(p) || strings.ContainsRune(p, '\\') {
-			t.Fatalf("accepted %q", p)
-		}
-		for _, r := range p {
-			if unicode.IsControl(r) {
-				t.Fatalf("accepted control character in %q", p)
-			}
-		}
-		joined := filepath.Join(root, p)
-		if !strings.HasPrefix(joined, root+string(filepath.Separator)) {
-			t.Fatalf("%q joined to %s escapes it: %s", p, root, joined)
-		}
-		if rel, err := filepath.Rel(root, joined); err != nil || rel != p {
-			t.Fatalf("%q does not round-trip: %q, %v", p, rel, err)
-		}
-	})
-}
-
 // BenchmarkFingerprint builds a bundle holding 1 MiB of extra files (16
 // files of 64 KiB) and fingerprints it; the cost is hashing the content
 // while adding it, in memory or through the spool directory.
@@ -823,17 +520,4 @@ func BenchmarkFingerprint(b *testing.B) {
 			}
 		})
 	}
-}
-
-func TestLimitsDefaultsAndValidate(t *testing.T) {
-	d := topology.DefaultLimits()
-	assert.Equal(t, d, topology.Limits{}.WithDefaults())
-	custom := topology.Limits{MaxFiles: 3}
-	got := custom.WithDefaults()
-	assert.Equal(t, 3, got.MaxFiles)
-	assert.Equal(t, d.MaxTotalBytes, got.MaxTotalBytes)
-	require.NoError(t, custom.Validate())
-	bad := topology.Limits{MaxFileBytes: -1}
-	require.ErrorIs(t, bad.Validate(), topology.ErrNegativeLimit)
-	assert.Panics(t, func() { bad.WithDefaults() })
 }

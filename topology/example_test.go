@@ -51,3 +51,16 @@ func ExampleParse() {
 	// Output:
 	// lab.yml:4:3: duplicate node name "r1" (first at line 3)
 }
+
+func ExampleCheckTopologyName() {
+	for _, name := range []string{"lab.yml", "LAB.YAML", ".yml", "labs/lab.yml", "lab.txt"} {
+		err := topology.CheckTopologyName(name)
+		fmt.Println(name, err == nil, errors.Is(err, topology.ErrBadTopologyName))
+	}
+	// Output:
+	// lab.yml true false
+	// LAB.YAML true false
+	// .yml false true
+	// labs/lab.yml false true
+	// lab.txt false true
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // churnTopology is the lab every churn client acquires.
@@ -232,7 +233,9 @@ func runChurnScenario(ctx context.Context, e *env, r *scenarioReport) error {
 
 // runKill9 kills -9 a client process that holds the lab and measures how
 // long the next session waits. The server runs with --active-ttl
-// cfg.KillTTL; the holder heartbeats every 250 ms until it is killed.
+// cfg.KillTTL; the holder heartbeats every holdHeartbeat until it is
+// killed (config.validate keeps the TTL at least killTTLMargin
+// heartbeats long).
 func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 	ttl := e.cfg.KillTTL
 	srv, err := e.remotelabd(ctx, "--active-ttl", ttl.String())
@@ -290,7 +293,7 @@ func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 	}
 	// The heartbeating holder outlives its TTL. (The random part keeps
 	// the kill off the holder's heartbeat phase.)
-	_ = sleepCtx(ctx, ttl*3/2+rand.N(250*time.Millisecond))
+	_ = clock.Sleep(ctx, ttl*3/2+rand.N(holdHeartbeat))
 	if st, err := c.status(ctx, w.SessionID, 0); err != nil || st.Status != api.StatusWaiting {
 		r.violate("waiter is %q (%v) while the holder heartbeats", st.Status, err)
 		return nil
@@ -315,7 +318,8 @@ func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 		r.violate("waiter not promoted after kill -9: %v", p.err)
 		return nil
 	}
-	r.add("next session active after kill -9 of the holder", "%s (--active-ttl %s, holder heartbeat 250ms)", fmtDur(p.at.Sub(tKill)), ttl)
+	r.add("next session active after kill -9 of the holder", "%s (--active-ttl %s, holder heartbeat %s)",
+		fmtDur(p.at.Sub(tKill)), ttl, holdHeartbeat)
 	ls, err := c.labStatus(ctx, w.SessionID)
 	if err != nil {
 		return fmt.Errorf("lab status: %w", err)
@@ -352,7 +356,7 @@ func runSigterm(ctx context.Context, e *env, r *scenarioReport) error {
 	done := make(chan *churnResult, 1)
 	go func() { done <- runChurn(cctx, c, cfg.ChurnClients, time.Hour, cfg.LongPoll) }()
 
-	_ = sleepCtx(ctx, cfg.ChurnDuration/2)
+	_ = clock.Sleep(ctx, cfg.ChurnDuration/2)
 	tTerm := time.Now()
 	if err := srv.Signal(syscall.SIGTERM); err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // hostileKind is one kind of bad POST /lab and the answers it may get.
@@ -227,19 +229,20 @@ func runHostile(ctx context.Context, e *env, r *scenarioReport) error {
 			r.add("  "+k.name, "%s", strings.Join(parts, ", "))
 		}
 	}
-	// Spooled uploads are gone once their request is answered.
+	// Spooled uploads are gone once their request is answered, or soon
+	// after one the server cut off by closing the connection. The check
+	// ends as soon as they are; a loaded machine gets 20 s.
 	var extra []string
-	for range 20 {
+	for deadline := time.Now().Add(20 * time.Second); ; {
 		extra = nil
 		for _, p := range srv.Leftovers() {
 			if !slices.Contains(left0, p) {
 				extra = append(extra, p)
 			}
 		}
-		if len(extra) == 0 {
+		if len(extra) == 0 || time.Now().After(deadline) || clock.Sleep(ctx, 100*time.Millisecond) != nil {
 			break
 		}
-		_ = sleepCtx(ctx, 100*time.Millisecond)
 	}
 	if len(extra) > 0 {
 		r.violate("uploads left behind in TMPDIR: %v", extra)

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestShortSuite runs every scenario with tiny sizes against a remotelabd
-// built without -race (about 15 s) and fails on any violation: FIFO
+// built without -race (about 25 s) and fails on any violation: FIFO
 // order, lost or duplicated promotions, goroutines not back to baseline,
 // a client without a clear error at SIGTERM, leftovers, wrong answers to
 // hostile uploads, memory beyond the bound. It asserts no timings.
@@ -127,6 +127,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *config) { c.Sources = 300 }, "-sources"},
 		{func(c *config) { c.LongPoll = 0 }, "-long-poll"},
 		{func(c *config) { c.Hold = -time.Second }, "-hold"},
+		{func(c *config) { c.KillTTL = killTTLMargin*holdHeartbeat - 1 }, "-kill-ttl"},
 	} {
 		cfg := shortConfig()
 		tc.change(&cfg)

@@ -68,7 +68,7 @@ type config struct {
 	ChurnClients  int
 	ChurnDuration time.Duration
 
-	KillTTL time.Duration // --active-ttl of the kill -9 scenario
+	KillTTL time.Duration // --active-ttl of the kill -9 scenario (at least killTTLMargin × holdHeartbeat)
 
 	HostileDuration time.Duration // each phase (baseline, hostile)
 	HostileRate     float64       // hostile requests per second
@@ -110,12 +110,18 @@ func shortConfig() config {
 func tinyConfig() config {
 	c := shortConfig()
 	c.Handovers, c.PollHandovers, c.PollInterval = 50, 4, 200*time.Millisecond
-	c.LongPoll = 5 * time.Second
+	// The long-poll stays at the short suite's 10 s: a passing run never
+	// waits one out (every change wakes the waiter), and a hand-over
+	// counts as a lost wake-up only after half of it, 5 s, far above
+	// hand-overs of a few milliseconds even on a loaded machine.
 	c.Waiters, c.Workers, c.Duration = 200, 4, time.Second
 	c.Scale, c.Sources = 200, 2
 	c.LabIters = 3
 	c.ChurnClients, c.ChurnDuration = 8, 2*time.Second
-	c.KillTTL = time.Second
+	// 12 heartbeats of the holder per TTL: under go test -race on a
+	// loaded 2-core machine the holder may stall for 2.75 s and still
+	// never expire while it lives.
+	c.KillTTL = 3 * time.Second
 	c.HostileDuration, c.HostileRate = 1500*time.Millisecond, 10
 	return c
 }
@@ -150,7 +156,8 @@ func run(args []string) int {
 	fs.IntVar(&cfg.ExtraBytes, "extra-bytes", cfg.ExtraBytes, "bytes of extra files in the lab overhead upload")
 	fs.IntVar(&cfg.ChurnClients, "churn-clients", cfg.ChurnClients, "concurrent clients in the churn tests")
 	fs.DurationVar(&cfg.ChurnDuration, "churn-duration", cfg.ChurnDuration, "length of the churn test")
-	fs.DurationVar(&cfg.KillTTL, "kill-ttl", cfg.KillTTL, "--active-ttl of the server in the kill -9 test")
+	fs.DurationVar(&cfg.KillTTL, "kill-ttl", cfg.KillTTL, fmt.Sprintf(
+		"--active-ttl of the server in the kill -9 test (at least %d heartbeats of the holder: %s)", killTTLMargin, killTTLMargin*holdHeartbeat))
 	fs.DurationVar(&cfg.HostileDuration, "hostile-duration", cfg.HostileDuration, "length of each phase of the hostile-input test")
 	fs.Float64Var(&cfg.HostileRate, "hostile-rate", cfg.HostileRate, "hostile requests per second")
 	fs.Int64Var(&cfg.RSSBound, "rss-bound", cfg.RSSBound, "MiB the server's RSS may grow under hostile input")
@@ -283,6 +290,9 @@ func (c config) validate() error {
 		}
 	}
 	switch {
+	case c.KillTTL < killTTLMargin*holdHeartbeat:
+		return fmt.Errorf("invalid -kill-ttl %s: must be at least %s (%d heartbeats of the holder, every %s)",
+			c.KillTTL, killTTLMargin*holdHeartbeat, killTTLMargin, holdHeartbeat)
 	case c.Hold < 0:
 		return fmt.Errorf("invalid -hold %s: must not be negative", c.Hold)
 	case c.Sources < 1 || c.Sources > 254:

@@ -31,6 +31,15 @@ const (
 	holdingPrefix  = "holding "
 )
 
+// holdHeartbeat is how often the kill -9 scenario's holder heartbeats.
+// The server's active TTL in that scenario must be at least
+// killTTLMargin heartbeats, so that a holder slowed down by a loaded
+// machine still never expires while it is alive.
+const (
+	holdHeartbeat = 250 * time.Millisecond
+	killTTLMargin = 8
+)
+
 // runRole runs a child role and returns its exit code.
 func runRole(role string) int {
 	var err error
@@ -98,8 +107,8 @@ func serve() error {
 
 // hold opens a session on the server in REMOTELAB_LOAD_URL (the queue must
 // be empty so it is active at once), acquires a small lab, prints
-// "holding <session id>" and then heartbeats every 250 ms until it is
-// killed, or for at most 2 minutes.
+// "holding <session id>" and then heartbeats every holdHeartbeat until it
+// is killed, or for at most 2 minutes.
 func hold() error {
 	c := newAPIClient(os.Getenv(urlEnv), 2, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -115,7 +124,7 @@ func hold() error {
 		return fmt.Errorf("acquire: %w", err)
 	}
 	fmt.Printf("%s%s\n", holdingPrefix, s.SessionID)
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(holdHeartbeat)
 	defer t.Stop()
 	for {
 		select {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // runScale parks cfg.Scale sessions on long-poll at once, first against
@@ -90,7 +91,7 @@ func scaleOn(ctx context.Context, e *env, r *scenarioReport, srv *server) error 
 		for parked.Load() < int64(want) && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(10 * time.Millisecond)
 		}
-		_ = sleepCtx(ctx, time.Second)
+		_ = clock.Sleep(ctx, time.Second)
 		if round == 0 {
 			rss, _, _ := srv.RSS()
 			g := srv.Goroutines(ctx)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/internal/clock"
 )
 
 // env is what scenarios share.
@@ -75,18 +76,6 @@ func (e *env) inproc(ctx context.Context, activeTTL time.Duration) (*server, err
 		env = append(env, ttlEnv+"="+activeTTL.String())
 	}
 	return startProcess(ctx, "httpserver", e.cfg.Self, nil, env)
-}
-
-// sleepCtx sleeps for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // createMany creates n sessions with the given number of concurrent
@@ -173,7 +162,7 @@ func chain(ctx context.Context, n int, hold, wait time.Duration, open opener, r 
 			sl.active, sl.epoch = time.Now(), epoch
 			activated <- k
 			if k < n {
-				_ = sleepCtx(ctx, hold)
+				_ = clock.Sleep(ctx, hold)
 			}
 			sl.left = time.Now()
 			if err := leave(ctx); err != nil {
@@ -297,7 +286,7 @@ func runPromotionPoll(ctx context.Context, e *env, r *scenarioReport) error {
 			if err != nil || st.Status == api.StatusActive {
 				return st, err
 			}
-			if err := sleepCtx(ctx, d); err != nil {
+			if err := clock.Sleep(ctx, d); err != nil {
 				return st, err
 			}
 			d = iv

@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/remotelab-go/remotelab/internal/clock"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/topology"
 )
@@ -301,21 +302,9 @@ func (r *Runner) Down(ctx context.Context, dir string) error {
 }
 
 // Delay blocks for d or until ctx ends, whichever is first: it returns nil
-// after d, ctx.Err() when ctx ended first (at once if it already had, even
-// for d <= 0). Runner and remotelabtest.FakeRunner wait with it.
+// after d, context.Cause(ctx) when ctx ended first (at once if it already
+// had, even for d <= 0), as clock.Sleep does. Runner and
+// remotelabtest.FakeRunner wait with it.
 func Delay(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return clock.Sleep(ctx, d)
 }

@@ -51,6 +51,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/remotelab-go/remotelab/internal/clock"
 	"github.com/remotelab-go/remotelab/internal/sim"
 )
 
@@ -112,24 +113,20 @@ func injected(what string) bool {
 	return false
 }
 
-// delay sleeps for the duration in env var name, until ctx ends.
+// delay sleeps for the duration in env var name (none if unset), until
+// ctx ends; an ended ctx is errInterrupted, also without a delay.
 func delay(ctx context.Context, name string) error {
-	v := os.Getenv(name)
-	if v == "" {
-		return ctx.Err()
+	var d time.Duration
+	if v := os.Getenv(name); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return fatal("netlab", fmt.Sprintf("invalid %s %q: %v", name, v, err))
+		}
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return fatal("netlab", fmt.Sprintf("invalid %s %q: %v", name, v, err))
+	if err := clock.Sleep(ctx, d); err != nil {
+		return fmt.Errorf("%w: %w", errInterrupted, err)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return errInterrupted
-	}
+	return nil
 }
 
 func recordCall(args []string) {
