@@ -58,8 +58,8 @@ func (t *Table) Len() int {
 // entryKeys are the keys an entry of the tokens list may have.
 var entryKeys = []string{"name", "role", "sha256"}
 
-// emptyHash is the hash of the empty token, which no entry may have.
-var emptyHash = Hash("")
+// emptySum is the hash of the empty token, which no entry may have.
+var emptySum = sha256.Sum256(nil)
 
 // Parse parses and checks an auth file's content: a single YAML document
 // holding a mapping whose only key is `tokens`, a list of entries with
@@ -202,14 +202,16 @@ func parseEntry(n *yaml.Node, num int) (entry, error) {
 		return entry{}, errf(values["role"], "%w", err)
 	}
 	e := entry{id: Identity{Name: name, Role: role}}
-	hexSum := strings.ToLower(values["sha256"].Value)
-	if len(hexSum) != 2*sha256.Size {
-		return entry{}, errf(values["sha256"], "sha256 must be %d hex digits, found %d characters", 2*sha256.Size, utf8.RuneCountInString(hexSum))
+	hexSum := values["sha256"].Value
+	if n := utf8.RuneCountInString(hexSum); n != 2*sha256.Size {
+		return entry{}, errf(values["sha256"], "sha256 must be %d hex digits, found %d characters", 2*sha256.Size, n)
 	}
-	if _, err := hex.Decode(e.sum[:], []byte(hexSum)); err != nil {
+	sum, err := hex.DecodeString(hexSum) // any case
+	if err != nil {
 		return entry{}, errf(values["sha256"], "sha256 must be %d hex digits: %w", 2*sha256.Size, err)
 	}
-	if hexSum == emptyHash {
+	e.sum = [sha256.Size]byte(sum) // 64 hex digits decode to exactly 32 bytes
+	if e.sum == emptySum {
 		return entry{}, errf(values["sha256"], "sha256 is the hash of the empty token")
 	}
 	return e, nil

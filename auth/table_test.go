@@ -147,6 +147,8 @@ func TestParseErrors(t *testing.T) {
 		{"sha256 short", "tokens:\n" + entry("alice", "user", short), []string{`tokens entry 1 ("alice")`, "sha256 must be 64 hex digits, found 63 characters"}},
 		{"sha256 long", "tokens:\n" + entry("alice", "user", hashA+"0"), []string{`tokens entry 1 ("alice")`, "found 65 characters"}},
 		{"sha256 not hex", "tokens:\n" + entry("alice", "user", "g"+hashA[1:]), []string{`tokens entry 1 ("alice")`, "sha256 must be 64 hex digits", "invalid byte"}},
+		{"sha256 not ASCII", "tokens:\n" + entry("alice", "user", strings.Repeat("é", 64)), []string{`tokens entry 1 ("alice")`, "sha256 must be 64 hex digits", "invalid byte"}},
+		{"sha256 with a space", "tokens:\n" + entry("alice", "user", `"`+hashA[:31]+" "+hashA[32:]+`"`), []string{`tokens entry 1 ("alice")`, "invalid byte"}},
 		{"sha256 is the token", "tokens:\n" + entry("alice", "user", tokAlice), []string{`tokens entry 1 ("alice")`, "sha256 must be 64 hex digits"}},
 		{"sha256 of the empty token", "tokens:\n" + entry("alice", "user", auth.Hash("")), []string{`tokens entry 1 ("alice")`, "hash of the empty token"}},
 		{"sha256 repeated", "tokens:\n" + entry("alice", "user", hashA) + entry("bob", "admin", strings.ToUpper(hashA)),
