@@ -138,7 +138,9 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 		return 1
 	}
 	mgr, err := lab.NewManager(lab.Config{
-		Runner:      runner,
+		// Hide lab.Prober: until the queue survives a restart, a
+		// recorded lab is torn down at startup rather than adopted.
+		Runner:      struct{ lab.Runner }{runner},
 		WorkRoot:    workRoot,
 		StateDir:    runDir,
 		IdleTTL:     cfg.LabIdleTTL,
@@ -174,7 +176,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst *instance) int {
 	case err != nil:
 		log.Error(fmt.Sprintf("Startup cleanup encountered an error (%v)", err),
 			"hint", "if a lab still runs, tear it down by hand: netlab down --cleanup in its directory, or netlab down --cleanup -i default")
-	case recovered:
+	case recovered != lab.RecoveredNothing:
 		log.Warn("Startup cleanup completed successfully: tore down the lab a previous run left behind")
 	default:
 		log.Info("Startup cleanup completed successfully")
