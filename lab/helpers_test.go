@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -31,6 +32,9 @@ const (
 	lockHelperEnv = "LAB_LOCK_HELPER"
 	// sleepHelperEnv: sleep (a process group for Recover to kill).
 	sleepHelperEnv = "LAB_SLEEP_HELPER"
+	// orphanHelperEnv: start a sleeping child in this process's group,
+	// print its pid and exit, leaving a group without its leader.
+	orphanHelperEnv = "LAB_ORPHAN_HELPER"
 	// checkLockHelperEnv: report, as JSON on stdout, what CheckLock and
 	// TryAcquire say about the lock file named by its value (with
 	// LAB_WORK_ROOT as working root).
@@ -43,6 +47,15 @@ func TestMain(m *testing.M) {
 		os.Exit(lockHelper(os.Getenv(lockHelperEnv)))
 	case os.Getenv(sleepHelperEnv) != "":
 		time.Sleep(10 * time.Minute)
+		os.Exit(0)
+	case os.Getenv(orphanHelperEnv) != "":
+		child := exec.Command(os.Args[0], "-test.run=^$")
+		child.Env = append(os.Environ(), sleepHelperEnv+"=1", orphanHelperEnv+"=")
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "orphan helper:", err)
+			os.Exit(1)
+		}
+		fmt.Println(child.Process.Pid)
 		os.Exit(0)
 	case os.Getenv(checkLockHelperEnv) != "":
 		os.Exit(checkLockHelper(os.Getenv(checkLockHelperEnv), os.Getenv("LAB_WORK_ROOT")))

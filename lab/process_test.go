@@ -3,12 +3,14 @@
 package lab_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -28,9 +30,8 @@ func startGroup(t *testing.T) (*exec.Cmd, lab.Process) {
 	cmd.Env = append(os.Environ(), sleepHelperEnv+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	require.NoError(t, cmd.Start())
-	var once bool
 	t.Cleanup(func() {
-		if !once {
+		if cmd.ProcessState == nil { // not reaped: the group id is still ours
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			_ = cmd.Wait()
 		}
@@ -83,4 +84,39 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := bytes.Cut(data[bytes.LastIndexByte(data, ')')+1:], []byte(" "))
 	return len(rest) > 0 && rest[0] != 'Z'
+}
+
+// TestRecoverKillsGroupWithoutLeader: netlab (the group leader) is gone
+// but a child it started in its group lives on: the group is still the
+// recorded one and is killed.
+func TestRecoverKillsGroupWithoutLeader(t *testing.T) {
+	leader := exec.Command(os.Args[0], "-test.run=^$")
+	leader.Env = append(os.Environ(), orphanHelperEnv+"=1")
+	leader.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	leader.Stderr = os.Stderr
+	out, err := leader.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, leader.Start())
+	p := lab.ProcessOf(leader.Process.Pid)
+	if p.StartTime == 0 || p.BootID == "" {
+		t.Skip("no /proc: process start time and boot id unknown")
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	child, err := strconv.Atoi(strings.TrimSpace(line))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if alive(child) {
+			_ = syscall.Kill(child, syscall.SIGKILL)
+		}
+	})
+	require.NoError(t, leader.Wait()) // the leader is gone and reaped
+	require.True(t, alive(child), "the child died with its leader")
+
+	store := &memRecords{rec: &lab.Record{Dir: "/nonexistent/remotelab-lab-1", State: lab.StateStarting, Processes: []lab.Process{p}}}
+	e := newEnv(t, &remotelabtest.FakeRunner{}, func(c *lab.Config) { c.Records = store })
+	got, err := e.m.Recover(t.Context())
+	require.NoError(t, err)
+	assert.Equal(t, lab.RecoveredTornDown, got)
+	assert.False(t, alive(child), "the leaderless group survived Recover")
 }
