@@ -54,7 +54,8 @@ type Config struct {
 	// similar variables that would put escape codes into Netlab's JSON are
 	// removed from the inherited environment; NO_COLOR=1 is set.
 	Env []string
-	// Stream logs every line netlab prints, at DEBUG as "[netlab] <line>".
+	// Stream logs every line netlab prints, at DEBUG as "netlab output"
+	// with attributes stream (stdout or stderr) and line.
 	Stream bool
 	// UpTimeout bounds `netlab up` (default 30 min).
 	UpTimeout time.Duration
