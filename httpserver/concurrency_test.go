@@ -81,7 +81,9 @@ func TestOthersAnswerWhileUpBlocked(t *testing.T) {
 	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
 	assert.Equal(t, api.StatusActive, e.status(a).Status)
 	other := e.createSession().SessionID
-	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	st := e.status(other)
+	assert.Equal(t, api.StatusWaiting, st.Status)
+	assert.Equal(t, 1, st.Position)
 	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
 	assert.Equal(t, http.StatusLocked, e.acquire(other, topo("lab.yml", topoA)).code)
 	assert.Equal(t, a, e.head())
@@ -106,7 +108,9 @@ func TestOthersAnswerWhileDownBlocked(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, e.get("/healthz", "").code)
 	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
 	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
-	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	ost := e.status(other)
+	assert.Equal(t, api.StatusWaiting, ost.Status)
+	assert.Equal(t, 1, ost.Position)
 	r := e.get("/lab", a)
 	require.Equal(t, http.StatusOK, r.code)
 	var st api.LabStatus
@@ -305,14 +309,13 @@ func TestLogEvents(t *testing.T) {
 	e.get("/healthz", "")
 	logs := e.logs.String()
 	for _, want := range []string{
-		fmt.Sprintf("Created session %s at queue position 0", a[:8]),
-		fmt.Sprintf("Session %s promoted to ACTIVE", a[:8]),
-		fmt.Sprintf("Created session %s at queue position 1", w[:8]),
-		fmt.Sprintf("Starting lab acquisition for session %s (topology=lab.yml, reuse=true)", a[:8]),
-		fmt.Sprintf("Session %s removed (client-end)", a[:8]),
-		fmt.Sprintf("Session %s promoted to ACTIVE", w[:8]),
-		fmt.Sprintf("level=INFO msg=request method=POST path=/lab status=200"),
-		fmt.Sprintf("session=%s", a[:8]),
+		fmt.Sprintf(`msg="Created session" session=%s position=0 owner=127.0.0.1 client=127.0.0.1:`, a[:8]),
+		fmt.Sprintf(`msg="Session promoted to ACTIVE" session=%s epoch=1`, a[:8]),
+		fmt.Sprintf(`msg="Created session" session=%s position=1`, w[:8]),
+		fmt.Sprintf(`msg="Starting lab acquisition" session=%s topology=lab.yml reuse=true`, a[:8]),
+		fmt.Sprintf(`msg="Session removed" session=%s outcome=closed`, a[:8]),
+		fmt.Sprintf(`msg="Session promoted to ACTIVE" session=%s epoch=2`, w[:8]),
+		"level=INFO msg=request method=POST path=/lab status=200",
 		"level=DEBUG msg=request method=GET path=/healthz status=204",
 	} {
 		assert.Contains(t, logs, want)
