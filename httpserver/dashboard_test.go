@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
+	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
 
@@ -65,15 +69,34 @@ func TestDashboardServesOneSelfContainedPage(t *testing.T) {
 }
 
 // TestDashboardInBrowser drives the page in a real headless Chromium:
-// sessions created through the API appear, client input stays text, and a
-// change of the queue shows without a reload.
+// sessions created through the API appear, client input stays text, a
+// change of the queue shows without a reload, a running netlab step shows
+// with its output and a ticking elapsed time, and a lost server shows.
 func TestDashboardInBrowser(t *testing.T) {
 	ctx := browser(t)
-	srv := remotelabtest.NewServer(t)
+	const netlabLine = "Waiting for r1 to accept SSH connections (attempt 12 of 60)"
+	held := make(chan struct{}) // closed: the held lab start may finish
+	runner := &remotelabtest.FakeRunner{UpHook: func(ctx context.Context, spec lab.Spec) error {
+		if spec.Bundle.TopologyName() != "bgp.yml" {
+			return nil
+		}
+		lab.ProgressFrom(ctx).Output(netlabLine)
+		select {
+		case <-held:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	srv := remotelabtest.NewServer(t, remotelabtest.WithRunner(runner))
+	var release sync.Once
+	free := func() { release.Do(func() { close(held) }) }
+	t.Cleanup(free)
+
 	alice := openSession(t, srv, api.SessionRequest{Owner: "alice", Labels: map[string]string{"job": "https://ci.example/jobs/42"}})
-	openSession(t, srv, api.SessionRequest{Owner: "bob"})
-	openSession(t, srv, api.SessionRequest{Owner: hostileOwner, Labels: map[string]string{"job": "javascript:alert(1)"}})
-	acquireLab(t, srv, alice)
+	bob := openSession(t, srv, api.SessionRequest{Owner: "bob", MaxHold: seconds(2700)})
+	openSession(t, srv, api.SessionRequest{Owner: hostileOwner, Labels: map[string]string{"job": "javascript:alert(1)"}, WaitTimeout: seconds(1800)})
+	acquireLab(t, srv, alice, "lab.yml", topoA)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL()+"/")))
 	waitPage(t, ctx, "alice holds a running lab; bob, then the hostile owner, wait", `
@@ -89,6 +112,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Equal(t, 0, evaluate[int](t, ctx, `document.querySelectorAll('img').length`), "the hostile owner made an element")
 	assert.Equal(t, 0, evaluate[int](t, ctx, `document.querySelectorAll('[data-position="2"] a').length`),
 		"a javascript: label became a link")
+	assert.Equal(t, "in 30m", evaluate[string](t, ctx, `text('[data-position="2"] [data-testid=waiting-deadline]')`))
 	assert.Equal(t, "alice · remotelab", evaluate[string](t, ctx, `document.title`))
 	assert.Equal(t, "live", evaluate[string](t, ctx, `text('[data-testid=connection]')`))
 
@@ -106,10 +130,35 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Logf("the page showed the change %v after it was made", time.Since(changed).Round(time.Millisecond))
 	assert.Equal(t, 1, evaluate[int](t, ctx, `window.__noReload`), "the page reloaded")
 	assert.Equal(t, "bob · remotelab", evaluate[string](t, ctx, `document.title`))
+	assert.Equal(t, "in 45m", evaluate[string](t, ctx, `text('[data-testid=holder-deadline]')`))
+
+	// Bob starts another lab; its netlab step shows while it runs, and
+	// its elapsed time ticks with no event from the server.
+	var acquireErr error
+	acquired := make(chan struct{})
+	go func() {
+		defer close(acquired)
+		acquireErr = tryAcquireLab(srv, bob, "bgp.yml", topoB)
+	}()
+	t.Cleanup(func() { free(); <-acquired })
+	waitPage(t, ctx, "the running netlab up and its last output line", `
+		text('[data-testid=lab-state]') === 'starting' &&
+		text('[data-testid=lab-operation-kind]') === 'netlab up' &&
+		text('[data-testid=lab-output]') === `+jsString(netlabLine))
+	elapsed := evaluate[string](t, ctx, `text('[data-testid=lab-operation-elapsed]')`)
+	waitPage(t, ctx, "the elapsed time of netlab up to tick",
+		`text('[data-testid=lab-operation-elapsed]') !== `+jsString(elapsed))
 
 	for _, width := range []int64{375, 1440} {
 		screenshot(t, ctx, width, fmt.Sprintf("dashboard-%d.png", width))
 	}
+
+	free()
+	<-acquired
+	require.NoError(t, acquireErr)
+	waitPage(t, ctx, "bob's lab running", `
+		text('[data-testid=lab-state]') === 'running' && text('[data-testid=lab-topology]') === 'bgp.yml' &&
+		document.querySelector('[data-testid=lab-operation]') === null`)
 
 	// The server goes away: the page says so and keeps retrying.
 	srv.Close()
@@ -117,21 +166,43 @@ func TestDashboardInBrowser(t *testing.T) {
 		`visible('[data-testid=banner-disconnected]') && text('[data-testid=connection]') === 'reconnecting'`)
 }
 
-// TestDashboardShowsDraining: an admin's drain shows as a banner, and goes
-// away on resume.
-func TestDashboardShowsDraining(t *testing.T) {
+// TestDashboardShowsBanners: the empty states, then an admin's drain and
+// a quarantine show as banners, and go away when they end.
+func TestDashboardShowsBanners(t *testing.T) {
 	ctx := browser(t)
-	srv := remotelabtest.NewServer(t)
+	var downs atomic.Int32
+	runner := &remotelabtest.FakeRunner{DownHook: func(context.Context, string) error {
+		if downs.Add(1) == 1 {
+			return errors.New("containerlab destroy exited 1")
+		}
+		return nil
+	}}
+	srv := remotelabtest.NewServer(t, remotelabtest.WithRunner(runner),
+		remotelabtest.WithBroker(func(c *broker.Config) { c.QuarantineAfter = 1 }))
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL()+"/")))
 	waitPage(t, ctx, "the empty states", `
 		text('[data-testid=holder-empty]') === 'Nobody holds the lab' &&
 		text('[data-testid=waiting-empty]') === 'Nobody waits' &&
-		text('[data-testid=lab-state]') === 'none' && !visible('[data-testid=banner-draining]')`)
+		text('[data-testid=history-empty]') !== null &&
+		text('[data-testid=lab-state]') === 'none' &&
+		!visible('[data-testid=banner-draining]') && !visible('[data-testid=banner-quarantine]') &&
+		document.title === 'remotelab'`)
 
-	adminPost(t, srv, "/admin/drain", http.StatusNoContent)
+	adminCall(t, srv, http.MethodPost, "/admin/drain")
 	waitPage(t, ctx, "the draining banner", `visible('[data-testid=banner-draining]')`)
-	adminPost(t, srv, "/admin/resume", http.StatusNoContent)
+	adminCall(t, srv, http.MethodPost, "/admin/resume")
 	waitPage(t, ctx, "no draining banner", `!visible('[data-testid=banner-draining]')`)
+
+	// A teardown fails: the host is quarantined and the lab dirty.
+	acquireLab(t, srv, openSession(t, srv, api.SessionRequest{Owner: "dave"}), "lab.yml", topoA)
+	res := adminCall(t, srv, http.MethodDelete, "/admin/lab")
+	require.GreaterOrEqual(t, res, 500, "DELETE /admin/lab with a failing teardown")
+	waitPage(t, ctx, "the quarantine banner with its reason", `
+		visible('[data-testid=banner-quarantine]') &&
+		text('[data-testid=quarantine-reason]').includes('containerlab destroy exited 1') &&
+		text('[data-testid=lab-state]') === 'dirty'`)
+	adminCall(t, srv, http.MethodPost, "/admin/unquarantine")
+	waitPage(t, ctx, "no quarantine banner", `!visible('[data-testid=banner-quarantine]')`)
 }
 
 // pageHelpers are defined in every page the tests wait on.
@@ -176,7 +247,7 @@ func jsString(s string) string {
 // REMOTELAB_SCREENSHOT_DIR is set, there too.
 func screenshot(t *testing.T, ctx context.Context, width int64, name string) {
 	t.Helper()
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(width, 800)))
+	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(width, 200)))
 	// Lay out at the new width, then grow the viewport to the whole page.
 	height, err := chromedp.Run(ctx, chromedp.Evaluate[int64](
 		`new Promise((ok) => requestAnimationFrame(() => ok(document.documentElement.scrollHeight)))`,
@@ -311,15 +382,32 @@ func openSession(t *testing.T, srv *remotelabtest.Server, req api.SessionRequest
 	return c.SessionID
 }
 
-// acquireLab acquires topoA for the session through the API.
-func acquireLab(t *testing.T, srv *remotelabtest.Server, session string) {
+// acquireLab acquires the topology (file name and text) for the session
+// through the API.
+func acquireLab(t *testing.T, srv *remotelabtest.Server, session, name, text string) {
 	t.Helper()
-	body, ctype := form(topo("lab.yml", topoA))
+	require.NoError(t, tryAcquireLab(srv, session, name, text))
+}
+
+// tryAcquireLab is acquireLab for another goroutine than the test's.
+func tryAcquireLab(srv *remotelabtest.Server, session, name, text string) error {
+	body, ctype := form(topo(name, text))
 	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/lab", bytes.NewReader(body))
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set(api.HeaderSessionID, session)
-	send(t, srv, req, http.StatusOK)
+	res, err := srv.HTTPClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("POST /lab: %s: %s", res.Status, b)
+	}
+	return err
 }
 
 // closeSession ends the session through the API.
@@ -330,20 +418,32 @@ func closeSession(t *testing.T, srv *remotelabtest.Server, session string) {
 	send(t, srv, req, http.StatusNoContent)
 }
 
-// adminPost sends an empty POST to path and checks the status code.
-func adminPost(t *testing.T, srv *remotelabtest.Server, path string, want int) {
+// adminCall sends an empty admin request and returns its status code,
+// failing the test on a 4xx answer.
+func adminCall(t *testing.T, srv *remotelabtest.Server, method, path string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, srv.URL()+path, nil)
+	req, err := http.NewRequest(method, srv.URL()+path, nil)
 	require.NoError(t, err)
-	send(t, srv, req, want)
+	code, body := do(t, srv, req)
+	require.False(t, code >= 400 && code < 500, "%s %s: %d %s", method, path, code, body)
+	return code
 }
 
 func send(t *testing.T, srv *remotelabtest.Server, req *http.Request, want int) {
+	t.Helper()
+	code, body := do(t, srv, req)
+	require.Equal(t, want, code, "%s %s: %s", req.Method, req.URL.Path, body)
+}
+
+func do(t *testing.T, srv *remotelabtest.Server, req *http.Request) (int, []byte) {
 	t.Helper()
 	res, err := srv.HTTPClient().Do(req)
 	require.NoError(t, err)
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
-	require.Equal(t, want, res.StatusCode, "%s %s: %s", req.Method, req.URL.Path, b)
+	return res.StatusCode, b
 }
+
+// seconds returns a pointer to n seconds, for the limits of a session.
+func seconds(n float64) *float64 { return &n }
