@@ -8,21 +8,23 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/auth"
 	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
@@ -49,7 +51,10 @@ func TestDashboardServesOneSelfContainedPage(t *testing.T) {
 	assert.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"))
 	csp := res.Header.Get("Content-Security-Policy")
 	assert.Contains(t, csp, "default-src 'self'", "CSP %q", csp)
-	assert.NotContains(t, csp, "*", "CSP %q", csp)
+	assert.Regexp(t, `script-src 'sha256-[A-Za-z0-9+/]{43}='(;|$)`, csp, "one inline script, allowed by its hash")
+	for _, loose := range []string{"*", "unsafe-inline", "unsafe-eval", "data:"} {
+		assert.NotContains(t, csp, loose, "CSP %q", csp)
+	}
 	assert.Contains(t, string(body), "<title>remotelab</title>")
 
 	// No external asset: no src or href that leaves the page, no CSS
@@ -98,7 +103,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	openSession(t, srv, api.SessionRequest{Owner: hostileOwner, Labels: map[string]string{"job": "javascript:alert(1)"}, WaitTimeout: seconds(1800)})
 	acquireLab(t, srv, alice, "lab.yml", topoA)
 
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL()+"/")))
+	act(t, ctx, chromedp.EmulateViewport(1440, 900), chromedp.Navigate(srv.URL()+"/"))
 	waitPage(t, ctx, "alice holds a running lab; bob, then the hostile owner, wait", `
 		text('[data-testid=holder-owner]') === 'alice' &&
 		text('[data-testid=lab-state]') === 'running' &&
@@ -118,7 +123,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// A change shows without a reload: alice leaves, bob holds, carol
 	// joins, and alice's session appears in the history.
-	require.NoError(t, chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.__noReload = 1`)))
+	act(t, ctx, chromedp.Evaluate[chromedp.Void](`window.__noReload = 1`))
 	changed := time.Now()
 	closeSession(t, srv, alice)
 	openSession(t, srv, api.SessionRequest{Owner: "carol", Labels: map[string]string{"suite": "bgp"}})
@@ -179,7 +184,7 @@ func TestDashboardShowsBanners(t *testing.T) {
 	}}
 	srv := remotelabtest.NewServer(t, remotelabtest.WithRunner(runner),
 		remotelabtest.WithBroker(func(c *broker.Config) { c.QuarantineAfter = 1 }))
-	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL()+"/")))
+	act(t, ctx, chromedp.Navigate(srv.URL()+"/"))
 	waitPage(t, ctx, "the empty states", `
 		text('[data-testid=holder-empty]') === 'Nobody holds the lab' &&
 		text('[data-testid=waiting-empty]') === 'Nobody waits' &&
@@ -205,6 +210,59 @@ func TestDashboardShowsBanners(t *testing.T) {
 	waitPage(t, ctx, "no quarantine banner", `!visible('[data-testid=banner-quarantine]')`)
 }
 
+// TestDashboardRunsNoInjectedScript: markup that reaches the page (as it
+// would if a bug ever parsed client input as HTML) runs no script, because
+// the page allows only its own inline script, by hash.
+func TestDashboardRunsNoInjectedScript(t *testing.T) {
+	ctx := browser(t)
+	srv := remotelabtest.NewServer(t)
+	act(t, ctx, chromedp.Navigate(srv.URL()+"/"))
+	waitPage(t, ctx, "the page running", `text('[data-testid=connection]') === 'live'`)
+	act(t, ctx, chromedp.Evaluate[chromedp.Void](`
+		window.__violations = [];
+		document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(e.effectiveDirective));
+		document.body.insertAdjacentHTML('beforeend', '<img src="x" onerror="window.__injected = 1">');`))
+	waitPage(t, ctx, "the injected handler to be refused or to run",
+		`window.__violations.includes('script-src-attr') || '__injected' in window`)
+	assert.False(t, evaluate[bool](t, ctx, `'__injected' in window`), "the injected handler ran")
+}
+
+// TestDashboardWithBasicAuth: with authentication on, a browser that
+// logged in with HTTP Basic (any user name, the token as password) gets
+// the page, its event stream and the history.
+func TestDashboardWithBasicAuth(t *testing.T) {
+	ctx := browser(t)
+	srv := remotelabtest.NewServer(t, remotelabtest.WithAuth(tokens{
+		"rlab_wall":  {Name: "wall", Role: auth.Viewer},
+		"rlab_alice": {Name: "alice", Role: auth.User},
+	}))
+	res, err := srv.HTTPClient().Get(srv.URL() + "/")
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, res.StatusCode, "GET / without a token")
+
+	req, err := http.NewRequest(http.MethodPost, srv.URL()+"/session", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer rlab_alice")
+	send(t, srv, req, http.StatusCreated)
+
+	u, err := url.Parse(srv.URL())
+	require.NoError(t, err)
+	u.User = url.UserPassword("wall", "rlab_wall")
+	act(t, ctx, chromedp.Navigate(u.String()+"/"))
+	waitPage(t, ctx, "alice's session and the (empty) history", `
+		text('[data-testid=holder-owner]') === 'alice' && text('[data-testid=connection]') === 'live' &&
+		text('[data-testid=history-empty]') !== null`)
+}
+
+// tokens is an httpserver.Authenticator over a fixed set of tokens.
+type tokens map[string]auth.Identity
+
+func (m tokens) Lookup(token string) (auth.Identity, bool) {
+	id, ok := m[token]
+	return id, ok
+}
+
 // pageHelpers are defined in every page the tests wait on.
 const pageHelpers = `
 	window.text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent : null; };
@@ -217,10 +275,12 @@ const pageHelpers = `
 // fails the test with what the page shows when it does not in time.
 func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 	t.Helper()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool]("(() => {"+pageHelpers+"return ("+cond+");})()",
+	wctx, cancel := context.WithTimeout(ctx, pageWait)
+	defer cancel()
+	_, err := chromedp.Run(wctx, chromedp.Poll[bool]("(() => {"+pageHelpers+"return ("+cond+");})()",
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(pageWait)))
 	if err != nil {
-		shown, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ''`))
+		shown, _ := run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ''`))
 		t.Fatalf("wait for %s: %v\nthe page shows:\n%s", what, err, shown)
 	}
 }
@@ -228,9 +288,24 @@ func waitPage(t *testing.T, ctx context.Context, what, cond string) {
 // evaluate returns the value of a JavaScript expression in the page.
 func evaluate[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T]("(() => {"+pageHelpers+"return ("+expr+");})()"))
+	v, err := run(ctx, chromedp.Evaluate[T]("(() => {"+pageHelpers+"return ("+expr+");})()"))
 	require.NoError(t, err, "evaluate %s", expr)
 	return v
+}
+
+// act runs the steps in the page, failing the test on an error.
+func act(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	_, err := run(ctx, chromedp.Steps(steps...))
+	require.NoError(t, err)
+}
+
+// run runs the action with a time limit, so a page that blocks (on a
+// dialog, say) fails the test instead of hanging it.
+func run[T any](ctx context.Context, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, pageWait)
+	defer cancel()
+	return chromedp.Run(ctx, a)
 }
 
 // jsString quotes s as a JavaScript string literal.
@@ -247,14 +322,14 @@ func jsString(s string) string {
 // REMOTELAB_SCREENSHOT_DIR is set, there too.
 func screenshot(t *testing.T, ctx context.Context, width int64, name string) {
 	t.Helper()
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(width, 200)))
+	act(t, ctx, chromedp.EmulateViewport(width, 200))
 	// Lay out at the new width, then grow the viewport to the whole page.
-	height, err := chromedp.Run(ctx, chromedp.Evaluate[int64](
+	height, err := run(ctx, chromedp.Evaluate[int64](
 		`new Promise((ok) => requestAnimationFrame(() => ok(document.documentElement.scrollHeight)))`,
 		chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
-	require.NoError(t, chromedp.Do(ctx, chromedp.EmulateViewport(width, max(height, 400))))
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	act(t, ctx, chromedp.EmulateViewport(width, max(height, 400)))
+	png, err := run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
 	dirs := []string{t.TempDir()}
 	if d := os.Getenv("REMOTELAB_SCREENSHOT_DIR"); d != "" {
@@ -291,9 +366,9 @@ func chromium(t *testing.T) string {
 
 // browser starts a headless Chromium with a fresh profile and no
 // background networking (the machine may have no network at all) and
-// returns the context of its tab. It fails the test on an uncaught
-// exception in the page or a Content-Security-Policy violation. The
-// browser ends with the test.
+// returns the context of its tab. An uncaught exception in the page, or a
+// dialog it opens (dismissed at once, so it cannot block the page), fails
+// the test. The browser ends with the test.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	path := chromium(t)
@@ -321,33 +396,45 @@ func browser(t *testing.T) context.Context {
 		cancelAlloc()
 		t.Fatalf("start %s: %v\n%s", path, err, out.String())
 	}
-	messages := chromedp.Console(ctx)
 	var (
 		mu       sync.Mutex
 		problems []string
+		watchers sync.WaitGroup
 	)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	problem := func(p string) {
+		mu.Lock()
+		problems = append(problems, p)
+		mu.Unlock()
+	}
+	messages := chromedp.Console(ctx)
+	dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	watchers.Go(func() {
 		for m, err := range messages {
 			if err != nil {
 				return
 			}
-			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
+			if m.IsException() {
+				problem("page console: " + m.String())
 			}
 		}
-	}()
+	})
+	watchers.Go(func() {
+		for d, err := range dialogs {
+			if err != nil {
+				return
+			}
+			problem(fmt.Sprintf("the page opened a %s dialog: %q", d.Type, d.Message))
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{})
+		}
+	})
 	t.Cleanup(func() {
 		cancel()
 		cancelAlloc()
-		<-done
+		watchers.Wait()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, p := range problems {
-			t.Errorf("page console: %s", p)
+			t.Error(p)
 		}
 	})
 	return ctx
