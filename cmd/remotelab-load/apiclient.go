@@ -26,6 +26,9 @@ type apiClient struct {
 	base string
 	tr   *http.Transport
 	hc   *http.Client
+	// authz, if set, is sent as the Authorization header of every
+	// request (a Bearer token or HTTP Basic).
+	authz string
 }
 
 // newAPIClient returns a client for base that keeps up to conns idle
@@ -84,6 +87,9 @@ func (c *apiClient) do(ctx context.Context, method, path, sid string, body io.Re
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
+	if c.authz != "" {
+		req.Header.Set("Authorization", c.authz)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err
@@ -123,6 +129,32 @@ func (c *apiClient) create(ctx context.Context) (api.CreateSessionResponse, erro
 	var v api.CreateSessionResponse
 	err := c.do(ctx, http.MethodPost, "/session", "", nil, "", http.StatusCreated, &v)
 	return v, err
+}
+
+// createWith is POST /session with a JSON body (owner, labels, limits).
+func (c *apiClient) createWith(ctx context.Context, sr api.SessionRequest) (api.CreateSessionResponse, error) {
+	b, err := json.Marshal(sr)
+	if err != nil {
+		return api.CreateSessionResponse{}, err
+	}
+	var v api.CreateSessionResponse
+	err = c.do(ctx, http.MethodPost, "/session", "", bytes.NewReader(b), "application/json", http.StatusCreated, &v)
+	return v, err
+}
+
+// queue is GET /queue.
+func (c *apiClient) queue(ctx context.Context) (api.Queue, error) {
+	var v api.Queue
+	err := c.do(ctx, http.MethodGet, "/queue", "", nil, "", http.StatusOK, &v)
+	return v, err
+}
+
+// evict is POST /admin/sessions/{id}/evict (id: a full id or a unique
+// prefix of at least 8 characters; loopback callers without
+// authentication are admins).
+func (c *apiClient) evict(ctx context.Context, id, reason string) error {
+	b, _ := json.Marshal(api.EvictRequest{Reason: reason})
+	return c.do(ctx, http.MethodPost, "/admin/sessions/"+id+"/evict", "", bytes.NewReader(b), "application/json", http.StatusNoContent, nil)
 }
 
 // status is GET /session/{id}, with ?wait= when wait > 0.

@@ -74,6 +74,25 @@ type config struct {
 	HostileRate     float64       // hostile requests per second
 	RSSBound        int64         // MiB the server may grow under hostile input
 
+	Rounds     int           // alternating rounds of the comparisons (baseline, overhead, persist)
+	Phase      time.Duration // one variant's phase in a round
+	CPUProfile string        // baseline: also profile httpserver in a child process, into this file
+	OldBin     string        // overhead: remotelabd built from commit cebaff4 ("" skips it)
+
+	EventWaiters int // events: waiting sessions
+	Viewers      int // events: GET /events streams
+	EventChanges int // events: changes measured
+	QueueGets    int // events: GET /queue requests measured
+
+	FloodDuration time.Duration // flood: how long the creators flood
+	FloodWorkers  int           // flood: concurrent creators
+	FloodCap      int           // flood: --max-sessions of the bounded server
+
+	PersistWorkers  int // persist: concurrent create/delete workers
+	RestartSessions int // restart: queued sessions
+	KillRounds      int // kill9churn: kill -9 rounds
+	KillClients     int // kill9churn: churning clients (as many again just wait)
+
 	Markdown bool
 	Verbose  bool
 	Out      io.Writer // progress and results (default os.Stdout)
@@ -90,6 +109,11 @@ func fullConfig() config {
 		ChurnClients: 50, ChurnDuration: 30 * time.Second,
 		KillTTL:         2 * time.Second,
 		HostileDuration: 10 * time.Second, HostileRate: 40, RSSBound: 128,
+		Rounds: 5, Phase: 2 * time.Second,
+		EventWaiters: 1000, Viewers: 100, EventChanges: 40, QueueGets: 200,
+		FloodDuration: 20 * time.Second, FloodWorkers: 32, FloodCap: 10000,
+		PersistWorkers: 64, RestartSessions: 10000,
+		KillRounds: 50, KillClients: 8,
 	}
 }
 
@@ -103,6 +127,10 @@ func shortConfig() config {
 	c.LabIters = 10
 	c.ChurnClients, c.ChurnDuration = 20, 5*time.Second
 	c.HostileDuration, c.HostileRate = 3*time.Second, 20
+	c.Rounds, c.Phase = 4, time.Second
+	c.EventChanges = 24
+	c.FloodDuration = 5 * time.Second
+	c.KillRounds = 10
 	return c
 }
 
@@ -123,6 +151,11 @@ func tinyConfig() config {
 	// never expire while it lives.
 	c.KillTTL = 3 * time.Second
 	c.HostileDuration, c.HostileRate = 1500*time.Millisecond, 10
+	c.Rounds, c.Phase = 2, 250*time.Millisecond
+	c.EventWaiters, c.Viewers, c.EventChanges, c.QueueGets = 200, 10, 6, 20
+	c.FloodDuration, c.FloodWorkers, c.FloodCap = time.Second, 4, 300
+	c.PersistWorkers, c.RestartSessions = 16, 500
+	c.KillRounds, c.KillClients = 5, 4
 	return c
 }
 
@@ -161,6 +194,21 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.HostileDuration, "hostile-duration", cfg.HostileDuration, "length of each phase of the hostile-input test")
 	fs.Float64Var(&cfg.HostileRate, "hostile-rate", cfg.HostileRate, "hostile requests per second")
 	fs.Int64Var(&cfg.RSSBound, "rss-bound", cfg.RSSBound, "MiB the server's RSS may grow under hostile input")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "alternating rounds of the comparisons (baseline, overhead, persist)")
+	fs.DurationVar(&cfg.Phase, "phase", cfg.Phase, "length of one variant's phase in a comparison round")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "baseline: also profile httpserver (child process, same wiring) under the same load into this file")
+	fs.StringVar(&cfg.OldBin, "old-bin", "", "overhead: remotelabd built from commit "+overheadOldCommit+" (the comparison is skipped without it)")
+	fs.IntVar(&cfg.EventWaiters, "event-waiters", cfg.EventWaiters, "events: waiting sessions")
+	fs.IntVar(&cfg.Viewers, "viewers", cfg.Viewers, "events: GET /events viewers")
+	fs.IntVar(&cfg.EventChanges, "event-changes", cfg.EventChanges, "events: changes measured (spaced over 250 ms)")
+	fs.IntVar(&cfg.QueueGets, "queue-gets", cfg.QueueGets, "events: GET /queue requests measured")
+	fs.DurationVar(&cfg.FloodDuration, "flood-duration", cfg.FloodDuration, "flood: how long the creators flood each server")
+	fs.IntVar(&cfg.FloodWorkers, "flood-workers", cfg.FloodWorkers, "flood: concurrent creators")
+	fs.IntVar(&cfg.FloodCap, "flood-cap", cfg.FloodCap, "flood: --max-sessions of the bounded server")
+	fs.IntVar(&cfg.PersistWorkers, "persist-workers", cfg.PersistWorkers, "persist: concurrent create/delete workers")
+	fs.IntVar(&cfg.RestartSessions, "restart-sessions", cfg.RestartSessions, "restart: queued sessions")
+	fs.IntVar(&cfg.KillRounds, "kill-rounds", cfg.KillRounds, "kill9churn: kill -9 rounds")
+	fs.IntVar(&cfg.KillClients, "kill-clients", cfg.KillClients, "kill9churn: churning clients (as many again only wait)")
 	fs.BoolVar(&cfg.Markdown, "md", false, "print the results as a Markdown table")
 	fs.BoolVar(&cfg.Verbose, "v", false, "log progress details")
 	if err := fs.Parse(args); err != nil {
@@ -175,11 +223,20 @@ func run(args []string) int {
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		s := shortConfig()
 		s.Bin, s.Run, s.Markdown, s.Verbose = cfg.Bin, cfg.Run, cfg.Markdown, cfg.Verbose
+		s.CPUProfile, s.OldBin = cfg.CPUProfile, cfg.OldBin
 		cfg = mergeExplicit(s, cfg, set)
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "remotelab-load:", err)
 		return 2
+	}
+	// Child processes get absolute paths whatever their directory.
+	for _, p := range []*string{&cfg.Bin, &cfg.CPUProfile, &cfg.OldBin} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
 	}
 	cfg.Out = os.Stdout
 	ctx, stop := signalContext()
@@ -272,6 +329,11 @@ func (c config) validate() error {
 		{"scale", c.Scale}, {"scale-rounds", c.ScaleRounds},
 		{"lab-iters", c.LabIters}, {"nodes", c.Nodes},
 		{"churn-clients", c.ChurnClients},
+		{"rounds", c.Rounds}, {"event-waiters", c.EventWaiters}, {"viewers", c.Viewers},
+		{"event-changes", c.EventChanges}, {"queue-gets", c.QueueGets},
+		{"flood-workers", c.FloodWorkers}, {"flood-cap", c.FloodCap},
+		{"persist-workers", c.PersistWorkers}, {"restart-sessions", c.RestartSessions},
+		{"kill-rounds", c.KillRounds}, {"kill-clients", c.KillClients},
 	} {
 		if v.n < 1 {
 			return fmt.Errorf("invalid -%s %d: must be at least 1", v.flag, v.n)
@@ -284,6 +346,7 @@ func (c config) validate() error {
 		{"poll-interval", c.PollInterval}, {"long-poll", c.LongPoll},
 		{"duration", c.Duration}, {"churn-duration", c.ChurnDuration},
 		{"kill-ttl", c.KillTTL}, {"hostile-duration", c.HostileDuration},
+		{"phase", c.Phase}, {"flood-duration", c.FloodDuration},
 	} {
 		if v.d <= 0 {
 			return fmt.Errorf("invalid -%s %s: must be positive", v.flag, v.d)
@@ -345,6 +408,19 @@ func mergeExplicit(short, cfg config, set map[string]bool) config {
 	pick("hostile-duration", &short.HostileDuration, &cfg.HostileDuration)
 	pick("hostile-rate", &short.HostileRate, &cfg.HostileRate)
 	pick("rss-bound", &short.RSSBound, &cfg.RSSBound)
+	pick("rounds", &short.Rounds, &cfg.Rounds)
+	pick("phase", &short.Phase, &cfg.Phase)
+	pick("event-waiters", &short.EventWaiters, &cfg.EventWaiters)
+	pick("viewers", &short.Viewers, &cfg.Viewers)
+	pick("event-changes", &short.EventChanges, &cfg.EventChanges)
+	pick("queue-gets", &short.QueueGets, &cfg.QueueGets)
+	pick("flood-duration", &short.FloodDuration, &cfg.FloodDuration)
+	pick("flood-workers", &short.FloodWorkers, &cfg.FloodWorkers)
+	pick("flood-cap", &short.FloodCap, &cfg.FloodCap)
+	pick("persist-workers", &short.PersistWorkers, &cfg.PersistWorkers)
+	pick("restart-sessions", &short.RestartSessions, &cfg.RestartSessions)
+	pick("kill-rounds", &short.KillRounds, &cfg.KillRounds)
+	pick("kill-clients", &short.KillClients, &cfg.KillClients)
 	return short
 }
 

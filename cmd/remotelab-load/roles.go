@@ -2,19 +2,25 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
+	"github.com/remotelab-go/remotelab/internal/metrics"
 	"github.com/remotelab-go/remotelab/internal/sim"
+	"github.com/remotelab-go/remotelab/internal/store"
 	"github.com/remotelab-go/remotelab/lab"
 )
 
@@ -22,11 +28,14 @@ import (
 // remotelabd; the environment selects the role (so it works from a test
 // binary too).
 const (
-	roleEnv  = "REMOTELAB_LOAD_ROLE" // "serve" or "hold"
-	urlEnv   = "REMOTELAB_LOAD_URL"  // hold: the server
-	ttlEnv   = "REMOTELAB_LOAD_ACTIVE_TTL"
-	roleServ = "serve"
-	roleHold = "hold"
+	roleEnv    = "REMOTELAB_LOAD_ROLE" // "serve", "baseline" or "hold"
+	urlEnv     = "REMOTELAB_LOAD_URL"  // hold: the server
+	ttlEnv     = "REMOTELAB_LOAD_ACTIVE_TTL"
+	profileEnv = "REMOTELAB_LOAD_CPUPROFILE" // serve: write a CPU profile here
+	stateEnv   = "REMOTELAB_LOAD_STATE_DIR"  // serve: keep state.db here (default: no store)
+	roleServ   = "serve"
+	roleBase   = "baseline"
+	roleHold   = "hold"
 
 	goroutinesPath = "/debug/goroutines"
 	holdingPrefix  = "holding "
@@ -47,6 +56,8 @@ func runRole(role string) int {
 	switch role {
 	case roleServ:
 		err = serve()
+	case roleBase:
+		err = serveBaseline()
 	case roleHold:
 		err = hold()
 	default:
@@ -59,25 +70,91 @@ func runRole(role string) int {
 	return 0
 }
 
-// serve runs httpserver with the simulated runner (no delays) in this
-// process, as remotelabd would, and adds GET /debug/goroutines
-// (runtime.NumGoroutine) so the harness can count the server's
-// goroutines. It stops on SIGTERM or SIGINT.
-func serve() error {
-	ttl, _ := time.ParseDuration(os.Getenv(ttlEnv))
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	b, err := broker.New(broker.Config{
+// serveStack is httpserver over a broker with the simulated runner (no
+// delays), wired as remotelabd wires it: one Metrics for the broker and
+// the HTTP layer, logs at INFO, and state.db in stateDir if it is set
+// (else in memory only). Close stops it.
+type serveStack struct {
+	b   *broker.Broker
+	srv *httpserver.Server
+	st  *store.Store // nil without a state directory
+}
+
+func newServeStack(stateDir string, activeTTL time.Duration, logs io.Writer) (*serveStack, error) {
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	m := metrics.New()
+	bcfg := broker.Config{
 		Lab:       lab.Config{Runner: &sim.Runner{}, LockPath: "-", Logger: logger},
-		ActiveTTL: ttl,
+		ActiveTTL: activeTTL,
+		Observer:  m,
 		Logger:    logger,
-	})
+	}
+	s := &serveStack{}
+	if stateDir != "" {
+		st, state, err := store.Open(filepath.Join(stateDir, "state.db"), logger)
+		if err != nil {
+			return nil, err
+		}
+		s.st = st
+		bcfg.Store, bcfg.Restore = st, state
+		bcfg.Lab.Records = st.LabRecords()
+		bcfg.Lab.WorkRoot = filepath.Join(stateDir, "labs")
+	}
+	b, err := broker.New(bcfg)
+	if err == nil {
+		s.b = b
+		_, err = b.Start(context.Background())
+	}
+	if err == nil {
+		s.srv, err = httpserver.New(httpserver.Config{Broker: b, Metrics: m, Logger: logger})
+	}
 	if err != nil {
-		return err
+		s.Close(context.Background())
+		return nil, err
 	}
-	if _, err := b.Start(context.Background()); err != nil {
-		return err
+	return s, nil
+}
+
+// Close drains the HTTP layer (parked long-polls answer now) and closes
+// the broker and the store.
+func (s *serveStack) Close(ctx context.Context) error {
+	if s.srv != nil {
+		s.srv.Close()
 	}
-	srv, err := httpserver.New(httpserver.Config{Broker: b, Logger: logger})
+	var err error
+	if s.b != nil {
+		err = s.b.Close(ctx)
+	}
+	if s.st != nil {
+		err = errors.Join(err, s.st.Close())
+	}
+	return err
+}
+
+// serve runs a serveStack in this process (state.db in
+// REMOTELAB_LOAD_STATE_DIR if set) and adds GET /debug/goroutines
+// (runtime.NumGoroutine) so the harness can count the server's
+// goroutines. With REMOTELAB_LOAD_CPUPROFILE it writes a CPU profile of
+// its whole run there. It stops on SIGTERM or SIGINT.
+func serve() (err error) {
+	if path := os.Getenv(profileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}()
+	}
+	ttl, _ := time.ParseDuration(os.Getenv(ttlEnv))
+	stack, err := newServeStack(os.Getenv(stateEnv), ttl, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -87,10 +164,11 @@ func serve() error {
 			fmt.Fprintf(w, "{\"goroutines\":%d}\n", runtime.NumGoroutine())
 			return
 		}
-		srv.ServeHTTP(w, r)
+		stack.srv.ServeHTTP(w, r)
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		stack.Close(context.Background())
 		return err
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -103,13 +181,14 @@ func serve() error {
 	select {
 	case <-ctx.Done():
 	case err := <-served:
+		stack.Close(context.Background())
 		return err
 	}
-	srv.Close() // parked long-polls answer now
+	stack.srv.Close() // parked long-polls answer now
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
-	return b.Close(sctx)
+	return stack.Close(sctx)
 }
 
 // hold opens a session on the server in REMOTELAB_LOAD_URL (the queue must

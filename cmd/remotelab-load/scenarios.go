@@ -30,6 +30,8 @@ type scenario struct {
 
 // scenarios run in this order.
 var scenarios = []scenario{
+	{"baseline", runBaseline},
+	{"overhead", runOverhead},
 	{"promotion-longpoll", runPromotionLongPoll},
 	{"promotion-client", runPromotionClient},
 	{"promotion-poll", runPromotionPoll},
@@ -63,9 +65,15 @@ func (e *env) logf(format string, args ...any) {
 // delays on a free loopback port; extra flags are appended (the last of a
 // repeated flag wins).
 func (e *env) remotelabd(ctx context.Context, extra ...string) (*server, error) {
-	args := append([]string{"--runner", "sim", "--host", "127.0.0.1", "--port", "0",
+	return startProcess(ctx, "remotelabd", e.cfg.Bin, remotelabdArgs(extra...), nil)
+}
+
+// remotelabdArgs are the flags of every remotelabd the harness starts
+// (sim runner without delays, loopback, a free port, its own state
+// directory), then extra.
+func remotelabdArgs(extra ...string) []string {
+	return append([]string{"--runner", "sim", "--host", "127.0.0.1", "--port", "0",
 		"--sim-up-delay", "0s", "--sim-down-delay", "0s", "--state-dir", stateDirArg}, extra...)
-	return startProcess(ctx, "remotelabd", e.cfg.Bin, args, nil)
 }
 
 // inproc starts httpserver in a child process of this binary (role

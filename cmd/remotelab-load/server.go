@@ -214,6 +214,32 @@ func (s *server) RSS() (rss, hwm int64, err error) {
 	return rss, hwm, nil
 }
 
+// clockTick is the unit of the CPU times in /proc/<pid>/stat (USER_HZ,
+// 100 on every Linux platform Go supports).
+const clockTick = 10 * time.Millisecond
+
+// CPUTime returns the CPU time (user and system, all threads) the process
+// has used so far, from /proc/<pid>/stat, in steps of 10 ms.
+func (s *server) CPUTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.Pid()))
+	if err != nil {
+		return 0, fmt.Errorf("read cpu time: %w", err)
+	}
+	// The command name in parentheses may hold spaces: fields count from
+	// the last ')'. utime and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("read cpu time: malformed /proc/%d/stat", s.Pid())
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read cpu time: malformed /proc/%d/stat", s.Pid())
+	}
+	return time.Duration(ut+st) * clockTick, nil
+}
+
 // Goroutines returns the server's goroutine count from GET
 // /debug/goroutines, or -1 if it does not report one (remotelabd).
 func (s *server) Goroutines(ctx context.Context) int {
