@@ -55,7 +55,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sw.actor = id.Name
-		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+		if s.auth != nil {
+			// Without authentication nobody asks (identity and actor
+			// fall back to the local admin): no copy of the request.
+			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+		}
 	}
 	s.mux.ServeHTTP(sw, r)
 }
@@ -73,7 +77,7 @@ func routeLabel(pattern string) string {
 type identityKey struct{}
 
 // identity returns the caller's identity and whether authentication is
-// on.
+// on (without it the identity is the zero Identity).
 func (s *Server) identity(r *http.Request) (auth.Identity, bool) {
 	id, _ := r.Context().Value(identityKey{}).(auth.Identity)
 	return id, s.auth != nil
