@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -119,8 +120,10 @@ func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
 	}
-	t = t.UTC().Round(time.Millisecond)
-	return &t
+	// A new variable, not &t: the address of the parameter would move it
+	// to the heap on every call, nil answers included.
+	u := t.UTC().Round(time.Millisecond)
+	return &u
 }
 
 // sessionStatus handles GET /session/{id}[?wait=D]. It refreshes the
@@ -132,7 +135,8 @@ func timePtr(t time.Time) *time.Time {
 func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var wait time.Duration
-	if v, ok := r.URL.Query()["wait"]; ok {
+	// Most polls have no query: do not build an empty map for them.
+	if v, ok := query(r)["wait"]; ok {
 		d, err := api.ParseDuration(v[0])
 		if err != nil {
 			invalid(api.ValidationIssue{
@@ -169,6 +173,14 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 		Position:       sess.Position,
 		SessionDetails: details(sess),
 	})
+}
+
+// query returns the request's query parameters, nil when it has none.
+func query(r *http.Request) url.Values {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return r.URL.Query()
 }
 
 // deleteSession handles DELETE /session/{id}.
