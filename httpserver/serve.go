@@ -25,6 +25,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
 	_, pattern := s.mux.Handler(r)
+	rt := s.route(pattern)
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -37,14 +38,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		d := time.Since(start)
-		s.metrics.ObserveRequest(routeLabel(pattern), sw.code(), d)
-		s.logRequest(r, sw, pattern, d)
+		rt.metrics.Observe(sw.code(), d)
+		s.logRequest(r, sw, rt, d)
 	}()
 	if pattern == "" {
 		s.noRoute(sw, r)
 		return
 	}
-	a := s.roles[pattern]
+	a := rt.access
 	if s.draining.Load() && pattern != "GET /healthz" && pattern != "GET /readyz" {
 		writeError(sw, http.StatusServiceUnavailable, api.DetailShuttingDown)
 		return
@@ -62,6 +63,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mux.ServeHTTP(sw, r)
+}
+
+// route returns what is known of a route pattern; a pattern registered
+// behind the Server's back (HandleFuncForTest) gets the defaults.
+func (s *Server) route(pattern string) *route {
+	if rt := s.byPattern[pattern]; rt != nil {
+		return rt
+	}
+	return &route{metrics: s.metrics.Route(routeLabel(pattern))}
 }
 
 // routeLabel is the metrics label of a route pattern ("none" for requests
@@ -180,12 +190,12 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 // logRequest logs one line per request: at INFO for the routes that change
 // something, at DEBUG for reads, polls and heartbeats (a busy server
 // answers tens of thousands of them a second), at WARN for server errors.
-func (s *Server) logRequest(r *http.Request, sw *statusWriter, pattern string, d time.Duration) {
+func (s *Server) logRequest(r *http.Request, sw *statusWriter, rt *route, d time.Duration) {
 	level := slog.LevelDebug
 	switch {
 	case sw.code() >= 500:
 		level = slog.LevelWarn
-	case s.roles[pattern].info:
+	case rt.info:
 		level = slog.LevelInfo
 	}
 	ctx := r.Context()

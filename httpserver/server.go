@@ -87,10 +87,10 @@ type Server struct {
 	auditLog      AuditLog
 	metrics       *metrics.Metrics
 
-	mux      *http.ServeMux
-	roles    map[string]access // route pattern → who may call it
-	started  time.Time
-	draining atomic.Bool
+	mux       *http.ServeMux
+	byPattern map[string]*route // route pattern ("" for none) → who may call it, its metrics
+	started   time.Time
+	draining  atomic.Bool
 	// drained ends with Drain: it cuts long-polls and event streams
 	// short so a graceful shutdown does not wait for them.
 	drained   context.Context
@@ -153,12 +153,19 @@ type access struct {
 	info bool
 }
 
+// route is what ServeHTTP knows of a route pattern: who may call it and
+// its request metrics.
+type route struct {
+	access
+	metrics *metrics.RouteMetrics
+}
+
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	s.roles = make(map[string]access)
+	s.byPattern = map[string]*route{"": {metrics: s.metrics.Route(routeLabel(""))}}
 	handle := func(pattern string, a access, h http.HandlerFunc) {
 		m.HandleFunc(pattern, h)
-		s.roles[pattern] = a
+		s.byPattern[pattern] = &route{access: a, metrics: s.metrics.Route(routeLabel(pattern))}
 	}
 	viewer := access{need: auth.Viewer}
 	user := access{need: auth.User}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,9 @@ type Metrics struct {
 	requests     *prometheus.CounterVec
 	requestTimes *prometheus.HistogramVec
 
+	routesMu sync.Mutex
+	routes   map[string]*RouteMetrics
+
 	broker atomic.Pointer[broker.Broker]
 }
 
@@ -57,7 +61,8 @@ var (
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		reg: reg,
+		reg:    reg,
+		routes: make(map[string]*RouteMetrics),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "remotelab_sessions_ended_total",
 			Help: "Sessions that ended, by outcome.",
@@ -125,10 +130,70 @@ func (m *Metrics) Handler() http.Handler { return m.h }
 // Registry returns the registry, for more collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// ObserveRequest counts one HTTP request to the route pattern.
+// ObserveRequest counts one HTTP request to the route pattern. A server
+// that knows its routes in advance should keep their Route handles
+// instead, which skip the lookup of the route.
 func (m *Metrics) ObserveRequest(route string, code int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.requestTimes.WithLabelValues(route).Observe(d.Seconds())
+	m.Route(route).Observe(code, d)
+}
+
+// Route returns the request metrics of one route pattern, made on first
+// use and the same afterwards.
+func (m *Metrics) Route(route string) *RouteMetrics {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	r := m.routes[route]
+	if r == nil {
+		r = &RouteMetrics{m: m, route: route, seconds: m.requestTimes.WithLabelValues(route)}
+		r.codes.Store(&[]codeCounter{})
+		m.routes[route] = r
+	}
+	return r
+}
+
+// RouteMetrics counts the requests of one route. Observe finds the
+// route's series without hashing label values (per request, that lookup
+// cost as much as the rest of the metrics). It is safe for concurrent use.
+type RouteMetrics struct {
+	m       *Metrics
+	route   string
+	seconds prometheus.Observer
+	// codes are the counters of the status codes seen so far: a short
+	// list (a route answers a handful of codes), read without a lock and
+	// replaced by a longer copy when a new code appears.
+	codes   atomic.Pointer[[]codeCounter]
+	codesMu sync.Mutex // serialises the replacements
+}
+
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+// Observe counts one request that was answered code after d.
+func (r *RouteMetrics) Observe(code int, d time.Duration) {
+	r.counter(code).Inc()
+	r.seconds.Observe(d.Seconds())
+}
+
+func (r *RouteMetrics) counter(code int) prometheus.Counter {
+	for _, cc := range *r.codes.Load() {
+		if cc.code == code {
+			return cc.c
+		}
+	}
+	r.codesMu.Lock()
+	defer r.codesMu.Unlock()
+	old := *r.codes.Load()
+	for _, cc := range old {
+		if cc.code == code {
+			return cc.c
+		}
+	}
+	c := r.m.requests.WithLabelValues(r.route, strconv.Itoa(code))
+	codes := append(old[:len(old):len(old)], codeCounter{code, c})
+	r.codes.Store(&codes)
+	return c
 }
 
 // SessionPromoted implements broker.Observer.
