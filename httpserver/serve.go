@@ -21,11 +21,14 @@ import (
 // per request, counts it in the metrics, answers unknown routes and methods
 // with JSON errors, and turns a panicking handler into a 500 (logged with
 // its stack) so the server keeps serving.
+//
+// The mux routes each request once: every route's handler is wrapped by
+// guard, which does the checks, and what the mux answers itself (no
+// route, a method the route does not take, a redirect) is captured and
+// answered in JSON by noRoute.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	sw := &statusWriter{ResponseWriter: w}
-	_, pattern := s.mux.Handler(r)
-	rt := s.route(pattern)
+	sw := &statusWriter{ResponseWriter: w, capturing: true}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -33,45 +36,61 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			sw.capturing = false
 			if sw.status == 0 {
 				writeError(sw, http.StatusInternalServerError, api.DetailInternalError)
 			}
+		}
+		rt := sw.route
+		if rt == nil {
+			rt = s.unrouted
 		}
 		d := time.Since(start)
 		rt.metrics.Observe(sw.code(), d)
 		s.logRequest(r, sw, rt, d)
 	}()
-	if pattern == "" {
-		s.noRoute(sw, r)
-		return
-	}
-	a := rt.access
-	if s.draining.Load() && pattern != "GET /healthz" && pattern != "GET /readyz" {
-		writeError(sw, http.StatusServiceUnavailable, api.DetailShuttingDown)
-		return
-	}
-	if !a.open {
-		id, ok := s.authorize(sw, r, a)
-		if !ok {
-			return
-		}
-		sw.actor = id.Name
-		if s.auth != nil {
-			// Without authentication nobody asks (identity and actor
-			// fall back to the local admin): no copy of the request.
-			r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
-		}
-	}
 	s.mux.ServeHTTP(sw, r)
+	if sw.capturing {
+		s.noRoute(sw)
+	}
 }
 
-// route returns what is known of a route pattern; a pattern registered
-// behind the Server's back (HandleFuncForTest) gets the defaults.
-func (s *Server) route(pattern string) *route {
-	if rt := s.byPattern[pattern]; rt != nil {
-		return rt
+// handle registers a route with its access rules.
+func (s *Server) handle(pattern string, a access, h http.HandlerFunc) {
+	rt := &route{access: a, metrics: s.metrics.Route(routeLabel(pattern))}
+	s.mux.HandleFunc(pattern, s.guard(pattern, rt, h))
+}
+
+// guard wraps the handler of a route: it answers 503 while draining (but
+// the probes), and authenticates and authorises the caller.
+func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.HandlerFunc {
+	probe := pattern == "GET /healthz" || pattern == "GET /readyz"
+	return func(w http.ResponseWriter, r *http.Request) {
+		sw, _ := w.(*statusWriter)
+		if sw != nil {
+			sw.route, sw.capturing = rt, false
+		}
+		if s.draining.Load() && !probe {
+			writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
+			return
+		}
+		if !rt.open {
+			id, ok := s.authorize(w, r, rt.access)
+			if !ok {
+				return
+			}
+			if sw != nil {
+				sw.actor = id.Name
+			}
+			if s.auth != nil {
+				// Without authentication nobody asks (identity and
+				// actor fall back to the local admin): no copy of
+				// the request.
+				r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+			}
+		}
+		h(w, r)
 	}
-	return &route{metrics: s.metrics.Route(routeLabel(pattern))}
 }
 
 // routeLabel is the metrics label of a route pattern ("none" for requests
@@ -170,21 +189,21 @@ func clientHost(remote string) string {
 	return remote
 }
 
-// noRoute answers a request no pattern matches: the mux's own 404 or 405
-// (or redirect), with a JSON body.
-func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
-	h, _ := s.mux.Handler(r)
-	c := &captureWriter{h: make(http.Header)}
-	h.ServeHTTP(c, r)
-	if c.code == 0 {
-		c.code = http.StatusNotFound
+// noRoute answers a request the mux answered itself (404, 405 or a
+// redirect; sw captured it) with the same status and Allow or Location
+// header, and a JSON body.
+func (s *Server) noRoute(sw *statusWriter) {
+	sw.capturing = false
+	code := sw.captured
+	if code == 0 {
+		code = http.StatusNotFound
 	}
 	for _, k := range []string{"Allow", "Location"} {
-		if v := c.h.Values(k); len(v) > 0 {
-			w.Header()[k] = v
+		if v := sw.capturedHeader.Values(k); len(v) > 0 {
+			sw.Header()[k] = v
 		}
 	}
-	writeError(w, c.code, http.StatusText(c.code))
+	writeError(sw, code, http.StatusText(code))
 }
 
 // logRequest logs one line per request: at INFO for the routes that change
@@ -230,16 +249,39 @@ func (s *Server) logRequest(r *http.Request, sw *statusWriter, rt *route, d time
 	s.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
-// statusWriter records the status code, the session a request acted for
-// and the caller, for the request log.
+// statusWriter records the status code, the route, the session a request
+// acted for and the caller, for the request log and the metrics. Until a
+// route's guard runs it is capturing: what the mux answers by itself is
+// kept (status and headers) and not sent.
 type statusWriter struct {
 	http.ResponseWriter
 	status  int
+	route   *route
 	session string
 	actor   string
+
+	capturing      bool
+	captured       int
+	capturedHeader http.Header
+}
+
+func (w *statusWriter) Header() http.Header {
+	if w.capturing {
+		if w.capturedHeader == nil {
+			w.capturedHeader = make(http.Header)
+		}
+		return w.capturedHeader
+	}
+	return w.ResponseWriter.Header()
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if w.capturing {
+		if w.captured == 0 {
+			w.captured = code
+		}
+		return
+	}
 	if w.status == 0 {
 		w.status = code
 	}
@@ -247,6 +289,10 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.capturing {
+		w.WriteHeader(http.StatusOK)
+		return len(p), nil
+	}
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
@@ -266,6 +312,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Flush lets event streams flush through the wrapper.
 func (w *statusWriter) Flush() {
+	if w.capturing {
+		return
+	}
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
@@ -286,23 +335,4 @@ func unwrapWriter(w http.ResponseWriter) http.ResponseWriter {
 		return sw.ResponseWriter
 	}
 	return w
-}
-
-// captureWriter swallows a response, keeping its status and headers.
-type captureWriter struct {
-	h    http.Header
-	code int
-}
-
-func (c *captureWriter) Header() http.Header { return c.h }
-
-func (c *captureWriter) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-}
-
-func (c *captureWriter) Write(p []byte) (int, error) {
-	c.WriteHeader(http.StatusOK)
-	return len(p), nil
 }

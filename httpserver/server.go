@@ -87,10 +87,10 @@ type Server struct {
 	auditLog      AuditLog
 	metrics       *metrics.Metrics
 
-	mux       *http.ServeMux
-	byPattern map[string]*route // route pattern ("" for none) → who may call it, its metrics
-	started   time.Time
-	draining  atomic.Bool
+	mux      *http.ServeMux
+	unrouted *route // the metrics of requests no route matched
+	started  time.Time
+	draining atomic.Bool
 	// drained ends with Drain: it cuts long-polls and event streams
 	// short so a graceful shutdown does not wait for them.
 	drained   context.Context
@@ -161,12 +161,9 @@ type route struct {
 }
 
 func (s *Server) routes() {
-	m := http.NewServeMux()
-	s.byPattern = map[string]*route{"": {metrics: s.metrics.Route(routeLabel(""))}}
-	handle := func(pattern string, a access, h http.HandlerFunc) {
-		m.HandleFunc(pattern, h)
-		s.byPattern[pattern] = &route{access: a, metrics: s.metrics.Route(routeLabel(pattern))}
-	}
+	s.mux = http.NewServeMux()
+	s.unrouted = &route{metrics: s.metrics.Route(routeLabel(""))}
+	handle := s.handle
 	viewer := access{need: auth.Viewer}
 	user := access{need: auth.User}
 	userInfo := access{need: auth.User, info: true}
@@ -198,7 +195,6 @@ func (s *Server) routes() {
 	handle("POST /admin/resume", admin, s.resume)
 	handle("POST /admin/unquarantine", admin, s.unquarantine)
 	handle("GET /admin/audit", adminRead, s.audit)
-	s.mux = m
 }
 
 // Drain starts a shutdown: from now on every new request but /healthz
