@@ -141,7 +141,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 		switch {
 		case err == nil:
 			devices := fromAPIDevices(ans.Devices)
-			s.log.Info(fmt.Sprintf("lab up with %d devices (reused=%v)", len(devices), ans.Reused),
+			s.log.Info("Lab up", "devices", len(devices), "reused", ans.Reused,
 				"topology", name, "took", time.Since(start).Round(time.Millisecond))
 			return devices, ans.Reused, nil
 		case errors.Is(err, ErrBusy) || errors.Is(err, ErrNotActive):
@@ -150,7 +150,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 				level = slog.LevelInfo
 			}
 			busy = err
-			s.log.Log(actx, level, "lab busy; retrying", "topology", name, "every", s.c.cfg.pollInterval, "detail", detailOf(err))
+			s.log.Log(actx, level, "Lab busy; retrying", "topology", name, "every", s.c.cfg.pollInterval, "detail", detailOf(err))
 		case busy != nil && actx.Err() != nil:
 			// The time ran out as a retry began.
 			attempts--
@@ -356,12 +356,12 @@ func (s *Session) Release(ctx context.Context) error {
 	}, nil)
 	switch {
 	case err == nil:
-		s.log.Info("lab released")
+		s.log.Info("Lab released")
 		return nil
 	case errors.Is(err, ErrNoLab):
 		return nil
 	case errors.Is(err, ErrNotFound):
-		s.log.Warn("release: the server no longer knows the session; its references are gone", "err", err)
+		s.log.Warn("Release: the server no longer knows the session; its references are gone", "err", err)
 		return nil
 	}
 	return fmt.Errorf("release lab: %w", err)
@@ -381,7 +381,7 @@ func (s *Session) Destroy(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("destroy lab: %w", err)
 	}
-	s.log.Info("lab destroyed", "force", force)
+	s.log.Info("Lab destroyed", "force", force)
 	return nil
 }
 
