@@ -217,7 +217,7 @@ func New(cfg Config) (*Broker, error) {
 	b := &Broker{cfg: cfg, log: cfg.Logger}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.owners.n = make(map[string]int)
-	b.ended.byID = make(map[string]int)
+	b.ended.byID = make(map[string]uint64)
 	labCfg := cfg.Lab
 	next := labCfg.OnEvent
 	labCfg.OnEvent = func(ev lab.Event) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -118,13 +120,18 @@ func TestLimits(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, w.Created.Add(10*time.Minute), w.WaitDeadline)
 
-		for range 6 { // both stay busy
+		for range 5 { // both stay busy
 			time.Sleep(100 * time.Second)
 			_, err := e.b.Touch(a.ID)
 			require.NoError(t, err)
 			_, err = e.b.Touch(w.ID)
 			require.NoError(t, err)
 		}
+		time.Sleep(100*time.Second - time.Nanosecond)
+		synctest.Wait()
+		_, err = e.b.Session(w.ID)
+		require.NoError(t, err, "still waiting just before its deadline")
+		time.Sleep(time.Nanosecond)
 		synctest.Wait()
 		_, err = e.b.Session(w.ID)
 		var ended *broker.EndedError
@@ -132,7 +139,10 @@ func TestLimits(t *testing.T) {
 		assert.Equal(t, api.OutcomeWaitTimeout, ended.Session.Outcome)
 		assert.Equal(t, "wait_timeout: still waiting after 600 s", ended.Session.Reason)
 
-		time.Sleep(time.Hour)
+		for range 60 { // a stays busy until its maximum hold
+			time.Sleep(time.Minute)
+			_, _ = e.b.Touch(a.ID)
+		}
 		synctest.Wait()
 		_, err = e.b.Session(a.ID)
 		require.ErrorAs(t, err, &ended)
@@ -175,7 +185,7 @@ func TestQueueFull(t *testing.T) {
 
 func TestEstimates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, nil)
+		e := newEnv(t, nil, func(c *broker.Config) { c.ActiveTTL, c.WaitingTTL = 2*time.Hour, 2*time.Hour })
 		for _, hold := range []time.Duration{100 * time.Second, 300 * time.Second} {
 			s := e.join("x")
 			time.Sleep(hold)
@@ -269,7 +279,13 @@ func TestEvictAmbiguousPrefix(t *testing.T) {
 // evicted client gets its reason.
 func TestEvictDuringUp(t *testing.T) {
 	entered := make(chan struct{})
+	var first sync.Once
 	runner := &remotelabtest.FakeRunner{UpHook: func(ctx context.Context, _ lab.Spec) error {
+		blocked := false
+		first.Do(func() { blocked = true })
+		if !blocked {
+			return nil
+		}
 		close(entered)
 		<-ctx.Done()
 		return ctx.Err()
@@ -345,9 +361,10 @@ func TestChangedWakesOnJoin(t *testing.T) {
 
 func TestQuarantineAfterFailedTeardowns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		failing := true
+		var failing atomic.Bool
+		failing.Store(true)
 		runner := &remotelabtest.FakeRunner{DownHook: func(context.Context, string) error {
-			if failing {
+			if failing.Load() {
 				return errors.New("containerlab destroy failed")
 			}
 			return nil
@@ -362,7 +379,10 @@ func TestQuarantineAfterFailedTeardowns(t *testing.T) {
 			} else {
 				require.Error(t, err, "switching needs a teardown, which fails")
 			}
-			e.release(s.ID)
+			op, err := e.b.Begin(s.ID)
+			require.NoError(t, err)
+			_ = op.Release() // no lab while dirty
+			op.End()
 		}
 		// Teardowns so far: the switch from a (fails), the dirty retry
 		// before c (fails); one more makes three.
@@ -384,7 +404,7 @@ func TestQuarantineAfterFailedTeardowns(t *testing.T) {
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		require.NotNil(t, e.b.Queue().Quarantine)
-		failing = false
+		failing.Store(false)
 		time.Sleep(2 * time.Minute)
 		synctest.Wait()
 		assert.Nil(t, e.b.Queue().Quarantine)

@@ -84,9 +84,11 @@ func (b *Broker) labEvent(ev lab.Event) {
 func (h *health) tornDown(b *Broker, ev lab.Event) {
 	h.mu.Lock()
 	if ev.Err == nil {
+		// Only the cleanup of the retry loop lifts a quarantine: the
+		// teardown after a failed start succeeding says nothing of the
+		// next start.
 		h.downFails = 0
 		h.mu.Unlock()
-		b.lift(SystemActor, "a lab teardown succeeded")
 		return
 	}
 	h.downFails++
@@ -150,9 +152,11 @@ func (b *Broker) lift(actor, why string) bool {
 	h := &b.health
 	h.mu.Lock()
 	was := h.quarantine != nil
-	h.quarantine = nil
-	h.downFails = 0
-	h.startFails = nil
+	if was {
+		h.quarantine = nil
+		h.downFails = 0
+		h.startFails = nil
+	}
 	h.mu.Unlock()
 	if !was {
 		return false

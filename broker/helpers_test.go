@@ -212,6 +212,7 @@ func withStore(s *memStore) envOpt {
 	return func(c *broker.Config) {
 		c.Store = s
 		c.Restore = s.state()
+		c.Lab.KeepOnClose = true
 	}
 }
 

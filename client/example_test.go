@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/client"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/lab"
@@ -24,11 +25,17 @@ func startServer() (url string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	mgr, err := lab.NewManager(lab.Config{Runner: &remotelabtest.FakeRunner{}, WorkRoot: work, LockPath: "-", Logger: quiet})
+	b, err := broker.New(broker.Config{
+		Lab:    lab.Config{Runner: &remotelabtest.FakeRunner{}, WorkRoot: work, LockPath: "-", Logger: quiet},
+		Logger: quiet,
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	api, err := httpserver.New(httpserver.Config{Manager: mgr, SpoolDir: work, Logger: quiet})
+	if _, err := b.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	api, err := httpserver.New(httpserver.Config{Broker: b, SpoolDir: work, Logger: quiet})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -36,7 +43,7 @@ func startServer() (url string, stop func()) {
 	return ts.URL, func() {
 		api.Close()
 		ts.Close()
-		_ = mgr.Close(context.Background())
+		_ = b.Close(context.Background())
 		_ = os.RemoveAll(work)
 	}
 }

@@ -450,7 +450,7 @@ func (l *labServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/session" && r.Method == http.MethodPost:
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(api.CreateSessionResponse{SessionID: "sess-1", Status: "active", Epoch: 1})
+		_ = json.NewEncoder(w).Encode(api.CreateSessionResponse{SessionID: "sess-1", Status: "active", SessionDetails: api.SessionDetails{Epoch: 1}})
 	case r.URL.Path == "/session/sess-1" || r.URL.Path == "/session/heartbeat":
 		w.WriteHeader(http.StatusNoContent)
 	default:

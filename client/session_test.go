@@ -28,10 +28,10 @@ func TestOpenAndClose(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEmpty(t, s.ID())
 	assert.Equal(t, "session "+s.ID()[:8], s.String())
-	assert.Equal(t, 1, srv.API().Sessions())
+	assert.Equal(t, 1, srv.Broker().Len())
 
 	require.NoError(t, s.Close(t.Context()))
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 	// Idempotent: a second Close sends nothing.
 	require.NoError(t, s.Close(t.Context()))
 	assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
@@ -55,7 +55,7 @@ func TestConcurrentClose(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 }
 
 // Every call names the client, and every call after creation the session.
@@ -113,7 +113,7 @@ func TestLongPollPromotion(t *testing.T) {
 		time.Sleep(2 * time.Minute) // bubble time: the second session waits
 		synctest.Wait()
 		require.Empty(t, second)
-		require.Equal(t, 2, srv.API().Sessions())
+		require.Equal(t, 2, srv.Broker().Len())
 		// Long-polls of 30 s, not 5 s polls.
 		polls := rec.count(http.MethodGet, "/session/")
 		assert.GreaterOrEqual(t, polls, 4)
@@ -217,7 +217,7 @@ func TestHeartbeatsKeepActiveSessionAlive(t *testing.T) {
 		s := open(t, c)
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
-		assert.Equal(t, 1, srv.API().Sessions())
+		assert.Equal(t, 1, srv.Broker().Len())
 		_, err := s.Status(context.Background())
 		require.NoError(t, err)
 	})
@@ -234,7 +234,7 @@ func TestSessionExpiresWithoutHeartbeats(t *testing.T) {
 		require.NoError(t, err)
 		time.Sleep(11 * time.Second)
 		synctest.Wait()
-		assert.Equal(t, 0, srv.API().Sessions())
+		assert.Equal(t, 0, srv.Broker().Len())
 
 		_, err = s.Status(context.Background())
 		require.ErrorIs(t, err, client.ErrNotFound)
@@ -274,7 +274,7 @@ func TestHeartbeatsWhileWaiting(t *testing.T) {
 		}()
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
-		require.Equal(t, 2, srv.API().Sessions())
+		require.Equal(t, 2, srv.Broker().Len())
 		require.NoError(t, s1.Close(context.Background()))
 		require.NoError(t, <-errc)
 		require.NoError(t, s2.Close(context.Background()))
@@ -295,7 +295,7 @@ func TestOpenFailsWhenWaitingSessionExpires(t *testing.T) {
 		require.ErrorIs(t, err, client.ErrNotFound)
 		assert.Equal(t, 20*time.Second, time.Since(start).Round(time.Second))
 		assert.Equal(t, 1, rec.count(http.MethodGet, "/session/"))
-		assert.Equal(t, 1, srv.API().Sessions())
+		assert.Equal(t, 1, srv.Broker().Len())
 	})
 }
 
@@ -317,7 +317,7 @@ func TestOpenSessionTimeout(t *testing.T) {
 		assert.Equal(t, time.Minute, time.Since(start))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.Contains(t, err.Error(), "still queued at position 1 after 1m0s")
-		assert.Equal(t, 1, srv.API().Sessions())
+		assert.Equal(t, 1, srv.Broker().Len())
 	})
 }
 
@@ -330,7 +330,7 @@ func TestOpenCancelled(t *testing.T) {
 		_, err := srv.Client().Open(ctx)
 		require.ErrorIs(t, err, context.Canceled)
 		assert.Contains(t, err.Error(), "still queued at position 1: context canceled")
-		assert.Equal(t, 1, srv.API().Sessions())
+		assert.Equal(t, 1, srv.Broker().Len())
 	})
 }
 
@@ -356,7 +356,7 @@ func (s *scriptedStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, http.StatusText(s.codes[n-1]), s.codes[n-1])
 			return
 		}
-		_ = json.NewEncoder(w).Encode(api.SessionStatus{Status: "active", Epoch: 1})
+		_ = json.NewEncoder(w).Encode(api.SessionStatus{Status: "active", SessionDetails: api.SessionDetails{Epoch: 1}})
 	default:
 		w.WriteHeader(http.StatusNoContent)
 	}
@@ -472,7 +472,7 @@ func TestPromotionBeforeFirstPoll(t *testing.T) {
 			errc <- err
 		}()
 		synctest.Wait() // the second session is queued; its first poll is held
-		require.Equal(t, 2, srv.API().Sessions())
+		require.Equal(t, 2, srv.Broker().Len())
 		require.NoError(t, s1.Close(context.Background()))
 		start := time.Now()
 		close(gate)
@@ -515,7 +515,7 @@ func TestCloseWaitsForHeartbeat(t *testing.T) {
 		require.NoError(t, <-first)
 		require.NoError(t, <-second)
 		inFlight.Wait()
-		assert.Equal(t, 0, srv.API().Sessions())
+		assert.Equal(t, 0, srv.Broker().Len())
 	})
 }
 

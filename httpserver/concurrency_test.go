@@ -180,7 +180,7 @@ func TestCloseEndsSessions(t *testing.T) {
 	go func() { poll <- e.get("/session/"+w+"?wait=60s", "") }()
 
 	e.srv.Close()
-	assert.Zero(t, e.srv.Sessions())
+	assert.Zero(t, e.b.Len())
 	assert.Equal(t, http.StatusNotFound, (<-done).code)
 	assert.Equal(t, http.StatusNotFound, (<-poll).code)
 	assert.Equal(t, http.StatusServiceUnavailable, e.send(post("/session", "")).code)
@@ -266,7 +266,7 @@ func TestFIFOUnderLoad(t *testing.T) {
 		want[i] = i
 	}
 	assert.Equal(t, want, order)
-	assert.Zero(t, e.srv.Sessions())
+	assert.Zero(t, e.b.Len())
 }
 
 // TestLogEvents: the queue and lab events are logged under the original's

@@ -88,7 +88,7 @@ func conformanceRows() []row {
 				assert.Equal(t, 0, c.Position)
 				assert.Equal(t, api.StatusActive, c.Status)
 				assert.NotZero(t, c.Epoch)
-				assert.Equal(t, 1, e.srv.Sessions())
+				assert.Equal(t, 1, e.b.Len())
 			},
 		},
 		{
@@ -114,7 +114,7 @@ func conformanceRows() []row {
 			},
 			code:   http.StatusServiceUnavailable,
 			detail: api.DetailShuttingDown,
-			check:  func(t *testing.T, e *env, r resp) { assert.Zero(t, e.srv.Sessions()) },
+			check:  func(t *testing.T, e *env, r resp) { assert.Zero(t, e.b.Len()) },
 		},
 		// GET /session/{id}
 		{
@@ -184,7 +184,7 @@ func conformanceRows() []row {
 			code: http.StatusNoContent,
 			check: func(t *testing.T, e *env, r resp) {
 				assert.Empty(t, r.body)
-				assert.Zero(t, e.srv.Sessions())
+				assert.Zero(t, e.b.Len())
 			},
 		},
 		{
@@ -196,7 +196,7 @@ func conformanceRows() []row {
 			},
 			code: http.StatusNoContent,
 			check: func(t *testing.T, e *env, r resp) {
-				require.Equal(t, 1, e.srv.Sessions())
+				require.Equal(t, 1, e.b.Len())
 				assert.NotEmpty(t, e.head())
 			},
 		},
@@ -229,7 +229,7 @@ func conformanceRows() []row {
 			},
 			code:   http.StatusForbidden,
 			detail: api.DetailWrongSession,
-			check:  func(t *testing.T, e *env, r resp) { assert.Equal(t, 2, e.srv.Sessions()) },
+			check:  func(t *testing.T, e *env, r resp) { assert.Equal(t, 2, e.b.Len()) },
 		},
 		// POST /session/heartbeat
 		{

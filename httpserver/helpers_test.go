@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
@@ -43,6 +44,7 @@ const (
 type env struct {
 	t      testing.TB
 	runner *remotelabtest.FakeRunner
+	b      *broker.Broker
 	mgr    *lab.Manager
 	srv    *httpserver.Server
 	client *http.Client
@@ -53,9 +55,11 @@ type env struct {
 
 // envOpts configures newEnv.
 type envOpts struct {
-	runner *remotelabtest.FakeRunner
-	cfg    httpserver.Config
-	pipe   bool // serve over net.Pipe (for synctest bubbles)
+	runner     *remotelabtest.FakeRunner
+	cfg        httpserver.Config
+	broker     broker.Config
+	brokerOpts []func(*broker.Config)
+	pipe       bool // serve over net.Pipe (for synctest bubbles)
 }
 
 type envOpt func(*envOpts)
@@ -65,6 +69,10 @@ func withRunner(r *remotelabtest.FakeRunner) envOpt { return func(o *envOpts) { 
 func withConfig(f func(*httpserver.Config)) envOpt { return func(o *envOpts) { f(&o.cfg) } }
 
 func overPipe() envOpt { return func(o *envOpts) { o.pipe = true } }
+
+func withBroker(f func(*broker.Config)) envOpt {
+	return func(o *envOpts) { o.brokerOpts = append(o.brokerOpts, f) }
+}
 
 func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Helper()
@@ -78,17 +86,26 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := &env{t: t, runner: o.runner, logs: logs, work: t.TempDir()}
-	mgr, err := lab.NewManager(lab.Config{
+	bcfg := o.broker
+	bcfg.Lab = lab.Config{
 		Runner:   o.runner,
 		WorkRoot: e.work,
 		StateDir: t.TempDir(),
 		LockPath: "-",
 		Logger:   logger,
-	})
+	}
+	bcfg.Logger = logger
+	for _, f := range o.brokerOpts {
+		f(&bcfg)
+	}
+	b, err := broker.New(bcfg)
 	require.NoError(t, err)
-	e.mgr = mgr
+	_, err = b.Start(context.Background())
+	require.NoError(t, err)
+	e.b = b
+	e.mgr = b.Manager()
 	cfg := o.cfg
-	cfg.Manager = mgr
+	cfg.Broker = b
 	cfg.Logger = logger
 	srv, err := httpserver.New(cfg)
 	require.NoError(t, err)
@@ -122,9 +139,9 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		stop()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := mgr.Close(ctx); err != nil {
+		if err := b.Close(ctx); err != nil {
 			// Tests with failing teardowns end with a dirty lab.
-			t.Logf("close manager: %v", err)
+			t.Logf("close broker: %v", err)
 		}
 	})
 	return e

@@ -144,5 +144,5 @@ func TestReplayPythonClient(t *testing.T) {
 	assert.Equal(t, 204, b.release())
 	assert.Equal(t, 202, b.destroy(false))
 	assert.Equal(t, 204, b.close())
-	assert.Zero(t, e.srv.Sessions())
+	assert.Zero(t, e.b.Len())
 }

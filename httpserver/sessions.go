@@ -1,12 +1,14 @@
 package httpserver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/remotelab-go/remotelab/api"
@@ -84,7 +86,7 @@ func readSessionRequest(w http.ResponseWriter, r *http.Request) (api.SessionRequ
 	case len(data) == 0:
 		return req, nil
 	}
-	dec := json.NewDecoder(bytesReader(data))
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return req, invalid(api.ValidationIssue{Type: api.IssueJSON, Loc: []string{"body"},

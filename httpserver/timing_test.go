@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
@@ -96,7 +97,7 @@ func TestLongPollWakesAtOnce(t *testing.T) {
 // gets 404 when it expires, not when the wait ends.
 func TestLongPollOfExpiringSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, overPipe(), withConfig(func(c *httpserver.Config) { c.WaitingTTL = 10 * time.Second }))
+		e := newEnv(t, overPipe(), withBroker(func(c *broker.Config) { c.WaitingTTL = 10 * time.Second }))
 		e.createSession()
 		w := e.createSession().SessionID
 		start := time.Now()
@@ -120,7 +121,7 @@ func TestLongPollsKeepAWaiterAlive(t *testing.T) {
 			// Keep the head alive too, without touching w.
 			require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
 		}
-		assert.Equal(t, 2, e.srv.Sessions())
+		assert.Equal(t, 2, e.b.Len())
 	})
 }
 
@@ -129,17 +130,17 @@ func TestLongPollsKeepAWaiterAlive(t *testing.T) {
 // answers, not when it was sent.
 func TestLongPollRefreshesWhenItAnswers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		e := newEnv(t, overPipe(), withConfig(func(c *httpserver.Config) { c.WaitingTTL = 90 * time.Second }))
+		e := newEnv(t, overPipe(), withBroker(func(c *broker.Config) { c.WaitingTTL = 90 * time.Second }))
 		a := e.createSession().SessionID
 		w := e.createSession().SessionID
 		require.Equal(t, http.StatusOK, e.get("/session/"+w+"?wait=60s", w).code)
 		require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
 		time.Sleep(89 * time.Second)
 		synctest.Wait()
-		assert.Equal(t, 2, e.srv.Sessions(), "expired 90 s after the poll was sent, 29 s after it answered")
+		assert.Equal(t, 2, e.b.Len(), "expired 90 s after the poll was sent, 29 s after it answered")
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		assert.Equal(t, 1, e.srv.Sessions(), "not expired 91 s after the poll answered")
+		assert.Equal(t, 1, e.b.Len(), "not expired 91 s after the poll answered")
 	})
 }
 
@@ -232,7 +233,7 @@ func TestActiveSessionIsReadOnly(t *testing.T) {
 		time.Sleep(time.Second)
 		synctest.Wait()
 		assert.Empty(t, e.head())
-		assert.Zero(t, e.srv.Sessions())
+		assert.Zero(t, e.b.Len())
 	})
 }
 
@@ -292,6 +293,6 @@ func TestDrainEndsLongPolls(t *testing.T) {
 		r = e.get("/session/"+w+"?wait=60s", w)
 		assert.Equal(t, http.StatusOK, r.code)
 		assert.Zero(t, time.Since(start))
-		assert.Equal(t, 2, e.srv.Sessions(), "draining ends no session")
+		assert.Equal(t, 2, e.b.Len(), "draining ends no session")
 	})
 }

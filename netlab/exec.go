@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/remotelab-go/remotelab/lab"
 )
 
 // Error is a failed netlab command.
@@ -21,8 +23,11 @@ type Error struct {
 	// normally (killed, never started).
 	ExitCode int
 	// Stderr is the tail of netlab's standard error (its last lines),
-	// which is where Netlab explains what went wrong.
+	// which is where Netlab usually explains what went wrong.
 	Stderr string
+	// Stdout is the tail of netlab's standard output: some fatal errors
+	// ("... aborting") give their reason only there.
+	Stdout string
 	// Elapsed is how long the command ran.
 	Elapsed time.Duration
 	// Err is the cause: ctx.Err() when the command was interrupted by
@@ -31,6 +36,8 @@ type Error struct {
 	Err error
 }
 
+// Error says which command failed and how, then the tail of its stderr,
+// then (on a line starting "stdout: ") the tail of its stdout.
 func (e *Error) Error() string {
 	step := "netlab"
 	if len(e.Args) > 0 {
@@ -47,35 +54,51 @@ func (e *Error) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.Stderr)
 	}
+	if e.Stdout != "" {
+		if e.Stderr != "" {
+			b.WriteString("\nstdout: ")
+		} else {
+			b.WriteString(": stdout: ")
+		}
+		b.WriteString(e.Stdout)
+	}
 	return b.String()
 }
 
 // Unwrap returns Err.
 func (e *Error) Unwrap() error { return e.Err }
 
-// stderrTailLines is how many lines of stderr an Error keeps.
-const stderrTailLines = 20
+// How many trailing lines of each stream an Error keeps, and about how
+// many bytes of a stream nobody reads in full are kept to find them.
+const (
+	stderrTailLines = 20
+	stdoutTailLines = 10
+	tailBytes       = 64 << 10
+)
 
 // invocation is one netlab command.
 type invocation struct {
 	dir     string // working directory ("" = ours)
 	timeout time.Duration
 	args    []string
-	stdout  bool // keep stdout for the caller (else it is discarded)
-	// benign, if set, recognises a failure (by its stderr tail) that is
-	// not one: it is logged at DEBUG and run returns no error.
-	benign func(stderr string) bool
+	stdout  bool // the caller reads stdout: keep all of it
+	// expected, if set, recognises a failure that is an answer rather
+	// than a problem (such as "nothing to tear down"): it is logged at
+	// DEBUG instead of ERROR. run still returns the *Error.
+	expected func(e *Error) bool
 }
 
 // run runs `netlab <args>` (the one place that does) and returns its
-// stdout when inv.stdout is set. See the package comment for the process
-// handling.
+// stdout (when inv.stdout is set, also along with an error). It reports
+// the command's process group and output lines through
+// lab.ProgressFrom(ctx). See the package comment for the process handling.
 func (r *Runner) run(ctx context.Context, cfg Config, inv invocation) ([]byte, error) {
 	cmdline := "netlab " + strings.Join(inv.args, " ")
 	log := cfg.Logger
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Args: inv.args, ExitCode: -1, Err: fmt.Errorf("not started: %w", err)}
 	}
+	progress := lab.ProgressFrom(ctx)
 	ctx, cancel := context.WithTimeout(ctx, inv.timeout)
 	defer cancel()
 
@@ -89,47 +112,73 @@ func (r *Runner) run(ctx context.Context, cfg Config, inv invocation) ([]byte, e
 	cmd.Cancel = func() error { return group.interrupt(cmd.Process.Pid, cfg.KillGrace) }
 	cmd.WaitDelay = cfg.KillGrace
 
-	stdout := &output{log: log, stream: cfg.Stream, name: "stdout", keep: inv.stdout}
-	stderr := &output{log: log, stream: cfg.Stream, name: "stderr", keep: true, limit: 64 << 10}
+	stdout := &output{log: log, progress: progress, stream: cfg.Stream, name: "stdout"}
+	if inv.stdout {
+		// Data (JSON) for the caller, not news of progress.
+		stdout.progress = nil
+	} else {
+		stdout.limit = tailBytes
+	}
+	stderr := &output{log: log, progress: progress, stream: cfg.Stream, name: "stderr", limit: tailBytes}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 
-	log.Debug("Running: "+cmdline, "cwd", inv.dir)
+	log.Debug("netlab command started", "cmd", cmdline, "cwd", inv.dir)
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	var proc lab.Process
+	if err == nil {
+		proc = lab.ProcessOf(cmd.Process.Pid) // Setpgid: it leads its own group
+		progress.Process(proc, true)
+		err = cmd.Wait()
+	}
 	interrupted := group.finish()
+	if proc.PGID != 0 {
+		progress.Process(proc, false)
+	}
 	elapsed := time.Since(start)
+	took := elapsed.Round(time.Millisecond)
 	stdout.flush()
 	stderr.flush()
-	took := fmt.Sprintf("(%.1fs)", elapsed.Seconds())
 
 	if err == nil || (!interrupted && errors.Is(err, exec.ErrWaitDelay)) {
 		if err != nil {
-			log.Warn(fmt.Sprintf("`%s` left processes behind that hold its output %s", cmdline, took))
+			log.Warn("netlab command left processes behind that hold its output", "cmd", cmdline, "duration", took)
 		}
-		log.Info(fmt.Sprintf("`%s` finished successfully %s", cmdline, took))
+		log.Info("netlab command finished successfully", "cmd", cmdline, "duration", took)
 		return stdout.buf.Bytes(), nil
 	}
 
-	e := &Error{Args: inv.args, ExitCode: -1, Stderr: tail(stderr.buf.Bytes(), stderrTailLines), Elapsed: elapsed, Err: err}
+	e := &Error{
+		Args:     inv.args,
+		ExitCode: -1,
+		Stderr:   tail(stderr.buf.Bytes(), stderrTailLines),
+		Stdout:   tail(stdout.buf.Bytes(), stdoutTailLines),
+		Elapsed:  elapsed,
+		Err:      err,
+	}
+	var out []byte
+	if inv.stdout {
+		out = stdout.buf.Bytes()
+	}
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		e.ExitCode = exitErr.ExitCode()
 	}
-	if interrupted {
+	switch {
+	case interrupted:
 		e.Err = ctx.Err()
-		log.Error(fmt.Sprintf("`%s` interrupted: %v %s", cmdline, e.Err, took), "stderr", e.Stderr)
-		return nil, e
+		log.Error("netlab command interrupted", "cmd", cmdline, "err", e.Err, "duration", took,
+			"stderr", e.Stderr, "stdout", e.Stdout)
+	case e.ExitCode < 0 && exitErr == nil:
+		log.Error("netlab command could not run", "cmd", cmdline, "err", err)
+	case inv.expected != nil && inv.expected(e):
+		log.Debug("netlab command failed as expected", "cmd", cmdline, "exit_code", e.ExitCode, "duration", took,
+			"stderr", e.Stderr)
+	default:
+		log.Error("netlab command failed", "cmd", cmdline, "exit_code", e.ExitCode, "duration", took,
+			"stderr", e.Stderr, "stdout", e.Stdout)
 	}
-	if e.ExitCode < 0 && exitErr == nil {
-		log.Error(fmt.Sprintf("Subprocess for `%s` failed: %v", cmdline, err))
-		return nil, e
-	}
-	if inv.benign != nil && inv.benign(e.Stderr) {
-		log.Debug(fmt.Sprintf("`%s` failed with exit code %d %s - expected failure", cmdline, e.ExitCode, took), "stderr", e.Stderr)
-		return nil, nil
-	}
-	log.Error(fmt.Sprintf("`%s` failed with exit code %d %s", cmdline, e.ExitCode, took), "stderr", e.Stderr)
-	return nil, e
+	return out, e
 }
 
 // groupKiller interrupts a process group: SIGINT at once, SIGKILL after
@@ -175,55 +224,60 @@ func (g *groupKiller) finish() bool {
 	return true
 }
 
-// output collects one of netlab's streams and, when streaming, logs it
-// line by line.
+// output collects one of netlab's streams (all of it, or about its last
+// limit bytes), and reports each line through Progress.Output and, when
+// streaming, to the log at DEBUG.
 type output struct {
-	log    *slog.Logger
-	stream bool
-	name   string
-	keep   bool
-	limit  int // keep at most about this many trailing bytes (0 = all)
+	log      *slog.Logger
+	progress lab.Progress // nil: the stream is data, not progress
+	stream   bool
+	name     string
+	limit    int // keep at most about this many trailing bytes (0 = all)
 
 	buf     bytes.Buffer
-	partial []byte // streaming: the unfinished last line
+	partial []byte // the unfinished last line
 }
 
 func (o *output) Write(p []byte) (int, error) {
-	if o.keep {
-		o.buf.Write(p)
-		if o.limit > 0 && o.buf.Len() > 2*o.limit {
-			rest := append([]byte(nil), o.buf.Bytes()[o.buf.Len()-o.limit:]...)
-			o.buf.Reset()
-			o.buf.Write(rest)
-		}
+	o.buf.Write(p)
+	if o.limit > 0 && o.buf.Len() > 2*o.limit {
+		rest := append([]byte(nil), o.buf.Bytes()[o.buf.Len()-o.limit:]...)
+		o.buf.Reset()
+		o.buf.Write(rest)
 	}
-	if o.stream {
-		o.partial = append(o.partial, p...)
-		for {
-			i := bytes.IndexByte(o.partial, '\n')
-			if i < 0 {
-				break
-			}
-			o.logLine(o.partial[:i])
-			o.partial = o.partial[i+1:]
+	o.partial = append(o.partial, p...)
+	for {
+		i := bytes.IndexByte(o.partial, '\n')
+		if i < 0 {
+			break
 		}
+		o.line(o.partial[:i])
+		o.partial = o.partial[i+1:]
+	}
+	if len(o.partial) > tailBytes { // a line without end: report what there is
+		o.flush()
 	}
 	return len(p), nil
 }
 
 func (o *output) flush() {
 	if len(o.partial) > 0 {
-		o.logLine(o.partial)
+		o.line(o.partial)
 		o.partial = nil
 	}
 }
 
-func (o *output) logLine(line []byte) {
-	s := strings.TrimRight(string(line), " \t\r")
+func (o *output) line(b []byte) {
+	s := strings.TrimRight(string(b), " \t\r")
 	if s == "" {
 		return
 	}
-	o.log.Debug("[netlab] "+s, "stream", o.name)
+	if o.progress != nil {
+		o.progress.Output(s)
+	}
+	if o.stream {
+		o.log.Debug("netlab output", "stream", o.name, "line", s)
+	}
 }
 
 // tail returns the last n non-empty lines of b.

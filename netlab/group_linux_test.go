@@ -3,11 +3,14 @@
 package netlab_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/netlab"
 )
 
@@ -141,19 +145,19 @@ func TestUpDeadlineKillsProcessGroup(t *testing.T) {
 }
 
 // TestUpCancelKillsProcessGroup cancels once netlab has spawned its
-// child (seen in the streamed output), so no timing is involved.
+// child (seen in the output it reports), so no timing is involved.
 func TestUpCancelKillsProcessGroup(t *testing.T) {
 	becomeSubreaper(t)
 	e := newEnv(t)
 	pidfile := filepath.Join(t.TempDir(), "pids")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	e.logs.onMessage = func(msg string) {
-		if strings.HasPrefix(msg, "[netlab] fake netlab: spawned child") {
+	ctx = lab.WithProgress(ctx, &progressLog{onOutput: func(line string) {
+		if strings.HasPrefix(line, "fake netlab: spawned child") {
 			cancel()
 		}
-	}
-	r := e.runner(netlab.Config{Stream: true, KillGrace: 300 * time.Millisecond},
+	}})
+	r := e.runner(netlab.Config{KillGrace: 300 * time.Millisecond},
 		"FAKE_NETLAB_UP_DELAY=1h", "FAKE_NETLAB_SPAWN_CHILD=1", "FAKE_NETLAB_PIDFILE="+pidfile)
 
 	_, err := r.Up(ctx, e.spec(threeNodes))
@@ -167,5 +171,84 @@ func TestUpCancelKillsProcessGroup(t *testing.T) {
 	waitKilled(t, child)
 	if live := liveGroupMembers(t, pgid); len(live) > 0 {
 		t.Errorf("process group %d survived: %v", pgid, live)
+	}
+}
+
+// TestRecoverKillsNetlabOfDeadOwner: the daemon running `netlab up` is
+// killed (kill -9); netlab and its child live on. The next daemon's
+// Recover kills that recorded process group before it tears the lab down.
+func TestRecoverKillsNetlabOfDeadOwner(t *testing.T) {
+	becomeSubreaper(t)
+	e := newEnv(t)
+	state, work := t.TempDir(), t.TempDir()
+	pidfile := filepath.Join(t.TempDir(), "pids")
+	owner := exec.Command(os.Args[0], "-test.run=^$")
+	owner.Env = append(os.Environ(), ownerHelperEnv+"="+state, "NETLAB_TEST_WORK="+work, "HOME="+e.home,
+		"FAKE_NETLAB_UP_DELAY=1h", "FAKE_NETLAB_SPAWN_CHILD=1", "FAKE_NETLAB_PIDFILE="+pidfile)
+	owner.Stderr = os.Stderr
+	out, err := owner.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = owner.Process.Kill()
+		_ = owner.Wait()
+	})
+
+	// Wait until netlab up is recorded and has spawned its child.
+	recorded, spawned := 0, false
+	lines := bufio.NewScanner(out)
+	for (recorded == 0 || !spawned) && lines.Scan() {
+		l := lines.Text()
+		switch {
+		case strings.HasPrefix(l, "recorded "):
+			recorded, _ = strconv.Atoi(strings.TrimPrefix(l, "recorded "))
+		case strings.HasPrefix(l, "output fake netlab: spawned child"):
+			spawned = true
+		case strings.HasPrefix(l, "error "):
+			t.Fatalf("owner: %s", l)
+		}
+	}
+	if recorded == 0 || !spawned {
+		t.Fatalf("owner ended before netlab up got going (recorded %d, spawned %v)", recorded, spawned)
+	}
+	if err := owner.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = owner.Wait()
+	pgid, child := readPids(t, pidfile)
+	if pgid != recorded {
+		t.Fatalf("recorded process group %d, netlab up runs as %d", recorded, pgid)
+	}
+	if live := liveGroupMembers(t, pgid); len(live) != 2 {
+		t.Fatalf("after the owner died, netlab's group has %v; want netlab and its child", live)
+	}
+
+	r := e.runner(netlab.Config{})
+	m, err := lab.NewManager(lab.Config{Runner: r, WorkRoot: work, StateDir: state, LockPath: "-", Logger: r.Config().Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	got, err := m.Recover(t.Context())
+	if err != nil || got != lab.RecoveredTornDown {
+		t.Fatalf("Recover = %v, %v; want torn down", got, err)
+	}
+	waitKilled(t, pgid)
+	waitKilled(t, child)
+	if live := liveGroupMembers(t, pgid); len(live) > 0 {
+		t.Errorf("process group %d survived: %v", pgid, live)
+	}
+	if st := e.statusFile(); strings.Contains(st, "dir:") {
+		t.Errorf("status entry left:\n%s", st)
+	}
+	if ents, _ := os.ReadDir(work); len(ents) != 0 {
+		t.Errorf("working directories left: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(state, "lab.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("record left: %v", err)
 	}
 }

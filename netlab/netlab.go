@@ -10,9 +10,16 @@
 // apart from standard error, so log noise never reaches the JSON parsers;
 // with Config.Stream both are also logged line by line at DEBUG.
 //
+// Through lab.ProgressFrom(ctx) the Runner reports its steps ("up",
+// "inspect", "down"), every line netlab prints (except JSON it reads as
+// data), and each command's process group while it runs, which the
+// lab.Manager records so that a restarted daemon can kill a netlab a
+// crash left behind.
+//
 // The Runner parses only Netlab's JSON output: `netlab inspect -q --format
-// json nodes` for the node list and one `netlab inspect -q --node NAME
-// --format json` per node (run in parallel) for each device's data.
+// json nodes` for the node list, one `netlab inspect -q --node NAME
+// --format json` per node (run in parallel) for each device's data, and
+// `netlab status --format json` to tell whether a lab still runs.
 package netlab
 
 import (
@@ -47,7 +54,8 @@ type Config struct {
 	// similar variables that would put escape codes into Netlab's JSON are
 	// removed from the inherited environment; NO_COLOR=1 is set.
 	Env []string
-	// Stream logs every line netlab prints, at DEBUG as "[netlab] <line>".
+	// Stream logs every line netlab prints, at DEBUG as "netlab output"
+	// with attributes stream (stdout or stderr) and line.
 	Stream bool
 	// UpTimeout bounds `netlab up` (default 30 min).
 	UpTimeout time.Duration
@@ -172,6 +180,8 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	if strings.HasPrefix(topo, "-") {
 		topo = "./" + topo // not a flag
 	}
+	progress := lab.ProgressFrom(ctx)
+	progress.Step("up")
 	if _, err := r.run(ctx, cfg, invocation{
 		dir:     spec.Dir,
 		timeout: cfg.UpTimeout,
@@ -179,6 +189,7 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	}); err != nil {
 		return nil, err
 	}
+	progress.Step("inspect")
 	devs, err := r.inventory(ctx, cfg, spec.Dir, spec.Bundle.Topology().NodeNames())
 	if err != nil {
 		return nil, fmt.Errorf("read lab inventory: %w", err)
@@ -192,6 +203,7 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 // "snapshot file ... does not exist" answer means the same. It blocks until done,
 // Config.DownTimeout passes or ctx ends.
 func (r *Runner) Down(ctx context.Context, dir string) error {
+	lab.ProgressFrom(ctx).Step("down")
 	cfg := r.Config()
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		cfg.Logger.Warn("Lab directory is gone, nothing to tear down", "dir", dir)
@@ -207,14 +219,21 @@ func (r *Runner) Down(ctx context.Context, dir string) error {
 		return nil
 	}
 	_, err := r.run(ctx, cfg, invocation{
-		dir:     dir,
-		timeout: cfg.DownTimeout,
-		args:    []string{"down", "--cleanup", "--force"},
-		benign: func(stderr string) bool {
-			return strings.Contains(stderr, "snapshot file") && strings.Contains(stderr, "does not exist")
-		},
+		dir:      dir,
+		timeout:  cfg.DownTimeout,
+		args:     []string{"down", "--cleanup", "--force"},
+		expected: noSnapshot,
 	})
+	if e, ok := errors.AsType[*Error](err); ok && noSnapshot(e) {
+		return nil
+	}
 	return err
+}
+
+// noSnapshot recognises netlab down's "snapshot file ... does not exist":
+// nothing was started in that directory.
+func noSnapshot(e *Error) bool {
+	return e.ExitCode > 0 && strings.Contains(e.Stderr, "snapshot file") && strings.Contains(e.Stderr, "does not exist")
 }
 
 // Inventory returns the devices of the lab running in dir: the node list

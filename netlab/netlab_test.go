@@ -30,6 +30,9 @@ import (
 var fakeDir string
 
 func TestMain(m *testing.M) {
+	if state := os.Getenv(ownerHelperEnv); state != "" {
+		os.Exit(ownerHelper(state))
+	}
 	dir, err := os.MkdirTemp("", "fakenetlab-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -54,11 +57,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// logBuffer collects log records; onMessage, if set, sees every message.
+// logBuffer collects log records.
 type logBuffer struct {
-	mu        sync.Mutex
-	buf       bytes.Buffer
-	onMessage func(string)
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
@@ -73,16 +75,40 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-type hookHandler struct {
-	slog.Handler
-	hook func(string)
+// progressLog is a lab.Progress that records what a Runner reports;
+// onOutput, if set, sees every output line.
+type progressLog struct {
+	mu       sync.Mutex
+	steps    []string
+	lines    []string
+	started  []lab.Process
+	ended    []lab.Process
+	onOutput func(string)
 }
 
-func (h hookHandler) Handle(ctx context.Context, r slog.Record) error {
-	if h.hook != nil {
-		h.hook(r.Message)
+func (p *progressLog) Step(op string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.steps = append(p.steps, op)
+}
+
+func (p *progressLog) Output(line string) {
+	p.mu.Lock()
+	p.lines = append(p.lines, line)
+	p.mu.Unlock()
+	if p.onOutput != nil {
+		p.onOutput(line)
 	}
-	return h.Handler.Handle(ctx, r)
+}
+
+func (p *progressLog) Process(proc lab.Process, running bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if running {
+		p.started = append(p.started, proc)
+	} else {
+		p.ended = append(p.ended, proc)
+	}
 }
 
 // env is a test lab environment: its own HOME (the fake's state root)
@@ -111,9 +137,7 @@ func (e *env) runner(cfg netlab.Config, extra ...string) *netlab.Runner {
 	e.t.Helper()
 	cfg.Env = append([]string{"HOME=" + e.home}, extra...)
 	if cfg.Logger == nil {
-		var h slog.Handler = slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})
-		h = hookHandler{Handler: h, hook: e.logs.onMessage}
-		cfg.Logger = slog.New(h)
+		cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	r, err := netlab.New(cfg)
 	if err != nil {
@@ -206,7 +230,7 @@ func TestUpInventoryDown(t *testing.T) {
 	if st := e.statusFile(); !strings.Contains(st, "status: started") || !strings.Contains(st, "dir: "+e.dir) {
 		t.Errorf("status file after up:\n%s", st)
 	}
-	if !strings.Contains(e.logs.String(), "`netlab up topology.yml` finished successfully") {
+	if !strings.Contains(e.logs.String(), `level=INFO msg="netlab command finished successfully" cmd="netlab up topology.yml" duration=`) {
 		t.Errorf("no success log line:\n%s", e.logs.String())
 	}
 
@@ -247,7 +271,7 @@ func TestDownStrayLock(t *testing.T) {
 	if err := e.runner(netlab.Config{}).Down(t.Context(), e.dir); err != nil {
 		t.Fatalf("down with a stray lock: %v", err)
 	}
-	if !strings.Contains(e.logs.String(), "expected failure") {
+	if !strings.Contains(e.logs.String(), `level=DEBUG msg="netlab command failed as expected" cmd="netlab down --cleanup --force" exit_code=1`) {
 		t.Errorf("missing snapshot not logged as expected failure:\n%s", e.logs.String())
 	}
 }
@@ -488,7 +512,7 @@ func TestInventoryWhereNothingRuns(t *testing.T) {
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "netlab.snapshot.pickle") {
 		t.Fatalf("Inventory = %d devices, %v; want an error naming the missing snapshot", len(devs), err)
 	}
-	if strings.Contains(e.logs.String(), "Running: netlab inspect") {
+	if strings.Contains(e.logs.String(), `cmd="netlab inspect`) {
 		t.Errorf("netlab inspect ran:\n%s", e.logs.String())
 	}
 }
@@ -502,11 +526,11 @@ func TestStreaming(t *testing.T) {
 			t.Fatalf("Version = %q, %v", v, err)
 		}
 		logs := e.logs.String()
-		streamed := strings.Contains(logs, `level=DEBUG msg="[netlab] netlab version 26.03" stream=stdout`)
+		streamed := strings.Contains(logs, `level=DEBUG msg="netlab output" stream=stdout line="netlab version 26.03"`)
 		if streamed != stream {
 			t.Errorf("stream %v: output line logged = %v:\n%s", stream, streamed, logs)
 		}
-		if !strings.Contains(logs, "level=INFO msg=\"`netlab version` finished successfully (") {
+		if !strings.Contains(logs, `level=INFO msg="netlab command finished successfully" cmd="netlab version" duration=`) {
 			t.Errorf("no INFO finished line:\n%s", logs)
 		}
 	}

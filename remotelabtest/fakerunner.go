@@ -17,6 +17,12 @@ import (
 // failures are configured through its fields before first use; Calls
 // records what ran. It is safe for concurrent use.
 //
+// It is also a lab.Prober that answers from memory: a directory runs after
+// a successful Up until a successful Down, so a second lab.Manager over the
+// same FakeRunner (a restarted process) can adopt the first one's lab. Up
+// reports the steps "up" and then "inspect", Down the step "down" (see
+// lab.Progress).
+//
 // Every call fails at once with an error wrapping ctx.Err() when ctx has
 // already ended, and is interrupted the same way when ctx ends during a
 // delay.
@@ -32,8 +38,9 @@ type FakeRunner struct {
 	// Devices, if set, replaces the default devices.
 	Devices func(spec lab.Spec) []lab.Device
 
-	mu    sync.Mutex
-	calls []Call
+	mu      sync.Mutex
+	calls   []Call
+	running map[string]bool // directories whose lab runs
 }
 
 // Call records one Runner call.
@@ -59,6 +66,8 @@ func (f *FakeRunner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error
 }
 
 func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
+	progress := lab.ProgressFrom(ctx)
+	progress.Step("up")
 	if err := sim.Delay(ctx, f.UpDelay); err != nil {
 		return nil, fmt.Errorf("fake up: %w", err)
 	}
@@ -67,6 +76,7 @@ func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error
 			return nil, err
 		}
 	}
+	progress.Step("inspect")
 	if f.Devices != nil {
 		return f.Devices(spec), nil
 	}
@@ -79,6 +89,7 @@ func (f *FakeRunner) up(ctx context.Context, spec lab.Spec) ([]lab.Device, error
 
 // Down implements lab.Runner. The call is recorded when it returns.
 func (f *FakeRunner) Down(ctx context.Context, dir string) error {
+	lab.ProgressFrom(ctx).Step("down")
 	err := sim.Delay(ctx, f.DownDelay)
 	if err != nil {
 		err = fmt.Errorf("fake down: %w", err)
@@ -89,6 +100,17 @@ func (f *FakeRunner) Down(ctx context.Context, dir string) error {
 	return err
 }
 
+// Running implements lab.Prober: dir runs after a successful Up until a
+// successful Down. It is not recorded in Calls.
+func (f *FakeRunner) Running(ctx context.Context, dir string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("fake running: %w", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running[dir], nil
+}
+
 // Calls returns a copy of the calls made so far, in order.
 func (f *FakeRunner) Calls() []Call {
 	f.mu.Lock()
@@ -96,8 +118,22 @@ func (f *FakeRunner) Calls() []Call {
 	return append([]Call(nil), f.calls...)
 }
 
+// record appends c; a successful up starts its directory's lab, a
+// successful down ends it.
 func (f *FakeRunner) record(c Call) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, c)
+	switch {
+	case c.Err != nil:
+	case c.Op == "up":
+		if f.running == nil {
+			f.running = make(map[string]bool)
+		}
+		f.running[c.Dir] = true
+	case c.Op == "down":
+		delete(f.running, c.Dir)
+	}
 }
+
+var _ lab.Prober = (*FakeRunner)(nil)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -18,7 +20,10 @@ import (
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
 
-var _ lab.Runner = (*remotelabtest.FakeRunner)(nil)
+var (
+	_ lab.Runner = (*remotelabtest.FakeRunner)(nil)
+	_ lab.Prober = (*remotelabtest.FakeRunner)(nil)
+)
 
 func TestFakeRunnerZeroValue(t *testing.T) {
 	for _, tc := range []struct {
@@ -31,7 +36,8 @@ func TestFakeRunnerZeroValue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var f remotelabtest.FakeRunner
 			b := testutil.Bundle(t, "lab.yml", tc.topo)
-			spec := lab.Spec{Dir: "/tmp/remotelab-lab-x", Bundle: b}
+			spec := lab.Spec{Dir: filepath.Join(t.TempDir(), "remotelab-lab-x"), Bundle: b}
+			require.NoError(t, os.Mkdir(spec.Dir, 0o755)) // sim.Runner leaves its marker there
 
 			devs, err := f.Up(t.Context(), spec)
 			require.NoError(t, err)
@@ -201,4 +207,70 @@ func TestFakeRunnerConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Len(t, f.Calls(), 8*20*2)
+}
+
+// TestFakeRunnerRunning: a directory runs after a successful Up until a
+// successful Down; failed calls change nothing.
+func TestFakeRunnerRunning(t *testing.T) {
+	fail := false
+	f := &remotelabtest.FakeRunner{
+		UpHook: func(context.Context, lab.Spec) error {
+			if fail {
+				return errors.New("up failed")
+			}
+			return nil
+		},
+		DownHook: func(context.Context, string) error {
+			if fail {
+				return errors.New("down failed")
+			}
+			return nil
+		},
+	}
+	running := func(dir string, want bool) {
+		t.Helper()
+		got, err := f.Running(t.Context(), dir)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "Running(%s)", dir)
+	}
+	b := testutil.Bundle(t, "lab.yml", "nodes: [a]\n")
+	running("/a", false)
+	_, err := f.Up(t.Context(), lab.Spec{Dir: "/a", Bundle: b})
+	require.NoError(t, err)
+	running("/a", true)
+	running("/b", false)
+	fail = true
+	_, err = f.Up(t.Context(), lab.Spec{Dir: "/b", Bundle: b})
+	require.Error(t, err)
+	running("/b", false)
+	require.Error(t, f.Down(t.Context(), "/a"))
+	running("/a", true)
+	require.Error(t, f.Down(t.Context(), "/b"))
+	running("/b", false)
+	fail = false
+	require.NoError(t, f.Down(t.Context(), "/a"))
+	running("/a", false)
+	assert.Len(t, f.Calls(), 5, "Running is not a call")
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = f.Running(ctx, "/a")
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+// steps records the steps a Runner reports.
+type steps []string
+
+func (s *steps) Step(op string)          { *s = append(*s, op) }
+func (*steps) Output(string)             {}
+func (*steps) Process(lab.Process, bool) {}
+
+func TestFakeRunnerReportsSteps(t *testing.T) {
+	var f remotelabtest.FakeRunner
+	var up, down steps
+	_, err := f.Up(lab.WithProgress(t.Context(), &up), lab.Spec{Dir: "/d", Bundle: testutil.Bundle(t, "lab.yml", "nodes: [a]\n")})
+	require.NoError(t, err)
+	require.NoError(t, f.Down(lab.WithProgress(t.Context(), &down), "/d"))
+	assert.Equal(t, steps{"up", "inspect"}, up)
+	assert.Equal(t, steps{"down"}, down)
 }

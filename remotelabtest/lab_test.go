@@ -70,7 +70,7 @@ func TestLabInTestBinary(t *testing.T) {
 	assert.Contains(t, out, "--- PASS: TestChildLab")
 	assert.Contains(t, out, "r1 mgmt 192.168.121.101")
 
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 	st := srv.Manager().Status()
 	assert.Equal(t, 0, st.RefCount)
 	assert.EqualValues(t, "idle", st.State)
@@ -101,7 +101,7 @@ func TestTwoLabsInOneTestFail(t *testing.T) {
 	assert.Contains(t, out, "TestChildTwoLabs asks for lab testdata/lab-b.yml while TestChildTwoLabs still holds lab testdata/lab.yml")
 	assert.Contains(t, out, "would wait on itself")
 	assert.NotContains(t, out, "NOT REACHED")
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 	assert.Equal(t, 0, srv.Manager().Status().RefCount)
 }
 
@@ -153,7 +153,7 @@ func TestSignalClosesSession(t *testing.T) {
 				}
 			}
 			require.Contains(t, out.String(), "HOLDING")
-			require.Equal(t, 1, srv.API().Sessions())
+			require.Equal(t, 1, srv.Broker().Len())
 			require.Equal(t, 1, srv.Manager().Status().RefCount)
 
 			require.NoError(t, cmd.Process.Signal(sig))
@@ -173,7 +173,7 @@ func TestSignalClosesSession(t *testing.T) {
 			assert.True(t, ws.Signaled() && ws.Signal() == sig || ws.ExitStatus() == 1, "exit: %v", err)
 			assert.Contains(t, stderr.String(), "closing the lab session")
 
-			assert.Equal(t, 0, srv.API().Sessions())
+			assert.Equal(t, 0, srv.Broker().Len())
 			assert.Equal(t, 0, srv.Manager().Status().RefCount)
 		})
 	}
@@ -204,15 +204,15 @@ func TestMainReturnsCodeAndClosesSession(t *testing.T) {
 	srv := remotelabtest.NewServer(t)
 	b := inProcess(srv, nil)
 	code := b.Main(func() int {
-		assert.Equal(t, 0, srv.API().Sessions(), "the session opens lazily")
+		assert.Equal(t, 0, srv.Broker().Len(), "the session opens lazily")
 		t.Run("lab", func(t *testing.T) {
 			b.Lab(t, "testdata/lab.yml")
-			assert.Equal(t, 1, srv.API().Sessions())
+			assert.Equal(t, 1, srv.Broker().Len())
 		})
 		return 3
 	})
 	assert.Equal(t, 3, code)
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 }
 
 func TestMainClosesSessionOnPanic(t *testing.T) {
@@ -221,11 +221,11 @@ func TestMainClosesSessionOnPanic(t *testing.T) {
 	assert.PanicsWithValue(t, "boom", func() {
 		b.Main(func() int {
 			b.Lab(t, "testdata/lab.yml")
-			require.Equal(t, 1, srv.API().Sessions())
+			require.Equal(t, 1, srv.Broker().Len())
 			panic("boom")
 		})
 	})
-	assert.Equal(t, 0, srv.API().Sessions())
+	assert.Equal(t, 0, srv.Broker().Len())
 	assert.Equal(t, 0, srv.Manager().Status().RefCount)
 }
 
@@ -443,7 +443,7 @@ func TestLabAcquireWithoutAnswer(t *testing.T) {
 				})
 				return 0
 			})
-			assert.Equal(t, 0, srv.API().Sessions())
+			assert.Equal(t, 0, srv.Broker().Len())
 		})
 	}
 }
@@ -469,6 +469,6 @@ func TestLabGivesUpBeforeBinaryTimeout(t *testing.T) {
 		assert.Equal(t, 4*time.Minute+30*time.Second, time.Since(start))
 		assert.Contains(t, failures, "still queued at position 1")
 		assert.Contains(t, failures, "before the test binary's -timeout")
-		assert.Equal(t, 1, srv.API().Sessions(), "the queued session is gone")
+		assert.Equal(t, 1, srv.Broker().Len(), "the queued session is gone")
 	})
 }

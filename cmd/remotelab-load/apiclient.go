@@ -182,7 +182,7 @@ func (c *apiClient) acquire(ctx context.Context, sid string, u upload) (api.Acqu
 // only when something changes).
 func (c *apiClient) waitActive(ctx context.Context, from api.CreateSessionResponse, wait time.Duration) (api.SessionStatus, error) {
 	if from.Status == api.StatusActive {
-		return api.SessionStatus{Status: from.Status, Position: from.Position, Epoch: from.Epoch}, nil
+		return api.SessionStatus{Status: from.Status, Position: from.Position, SessionDetails: from.SessionDetails}, nil
 	}
 	for {
 		st, err := c.status(ctx, from.SessionID, wait)

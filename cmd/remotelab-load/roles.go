@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
 	"github.com/remotelab-go/remotelab/internal/sim"
 	"github.com/remotelab-go/remotelab/lab"
@@ -65,11 +66,18 @@ func runRole(role string) int {
 func serve() error {
 	ttl, _ := time.ParseDuration(os.Getenv(ttlEnv))
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	m, err := lab.NewManager(lab.Config{Runner: &sim.Runner{}, LockPath: "-", Logger: logger})
+	b, err := broker.New(broker.Config{
+		Lab:       lab.Config{Runner: &sim.Runner{}, LockPath: "-", Logger: logger},
+		ActiveTTL: ttl,
+		Logger:    logger,
+	})
 	if err != nil {
 		return err
 	}
-	srv, err := httpserver.New(httpserver.Config{Manager: m, ActiveTTL: ttl, Logger: logger})
+	if _, err := b.Start(context.Background()); err != nil {
+		return err
+	}
+	srv, err := httpserver.New(httpserver.Config{Broker: b, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -97,12 +105,11 @@ func serve() error {
 	case err := <-served:
 		return err
 	}
-	srv.Drain()
-	srv.Close() // ends sessions: parked long-polls answer now
+	srv.Close() // parked long-polls answer now
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
-	return m.Close(sctx)
+	return b.Close(sctx)
 }
 
 // hold opens a session on the server in REMOTELAB_LOAD_URL (the queue must

@@ -278,7 +278,7 @@ func runPromotionPoll(ctx context.Context, e *env, r *scenarioReport) error {
 	// relative to the holder's leave.
 	wait := func(ctx context.Context, s api.CreateSessionResponse) (api.SessionStatus, error) {
 		if s.Status == api.StatusActive {
-			return api.SessionStatus{Status: s.Status, Epoch: s.Epoch}, nil
+			return api.SessionStatus{Status: s.Status, SessionDetails: s.SessionDetails}, nil
 		}
 		d := rand.N(iv)
 		for {

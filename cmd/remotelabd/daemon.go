@@ -79,7 +79,11 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 		d.log.Warn("Authentication is off: anyone who can reach the port can act as any session; start with --auth-file to require tokens",
 			"addr", d.cfg.Addr())
 	} else {
-		d.log.Info("Authentication is on", "auth_file", d.auth.Path(), "tokens", d.auth.Len())
+		d.log.Info("Authentication is on", "auth_file", d.auth.Path(), "tokens", d.auth.Table().Len())
+		if d.auth.Table().Len() == 0 {
+			d.log.Warn("The auth file has no tokens: every request but /healthz and /readyz is refused until one is added (SIGHUP reloads)",
+				"auth_file", d.auth.Path())
+		}
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -179,7 +183,7 @@ func (d *daemon) reloadAuth() {
 		d.log.Error("Auth file not reloaded; the previous tokens stay in force", "auth_file", d.auth.Path(), "err", err)
 		return
 	}
-	d.log.Info("Auth file reloaded", "auth_file", d.auth.Path(), "tokens", d.auth.Len())
+	d.log.Info("Auth file reloaded", "auth_file", d.auth.Path(), "tokens", d.auth.Table().Len())
 }
 
 func signalNumber(s os.Signal) int {

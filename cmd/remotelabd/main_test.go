@@ -776,7 +776,7 @@ func startSlowUp(t *testing.T, p *daemonProc) <-chan labResult {
 		code, body, err := doLab(base, id, testTopology)
 		res <- labResult{code, body, err}
 	}()
-	m := p.waitFor(`\[netlab\] INFO Creating lab directory|path=/lab status=(\d+)`)
+	m := p.waitFor(`line="INFO Creating lab directory|path=/lab status=(\d+)`)
 	require.Empty(t, m[1], "POST /lab ended before netlab up got going")
 	return res
 }

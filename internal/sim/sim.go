@@ -1,6 +1,7 @@
 // Package sim simulates Netlab's view of a lab: the node data `netlab
 // inspect` prints for a topology (management addresses, container names,
-// per-device credentials) and a lab.Runner that "starts" labs in process.
+// per-device credentials) and a lab.Runner that "starts" labs in process
+// (kept as marker files in their directories).
 // remotelabd --runner sim, remotelabtest.FakeRunner and the fake netlab
 // executable share it, so every stand-in reports the same realistic data.
 //
@@ -13,7 +14,10 @@ package sim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -274,31 +278,79 @@ func Devices(t *topology.Topology, a Addressing) []lab.Device {
 // returns Devices for the bundle's topology (lab name derived from
 // spec.Dir as Netlab would, default management prefix); Down waits
 // DownDelay. Both honour ctx: when it ends first they return an error
-// wrapping ctx.Err(). The zero value is ready to use and safe for
-// concurrent use.
+// wrapping ctx.Err(). They report their steps ("up", then "inspect";
+// "down") and a few lines of output like Netlab's through
+// lab.ProgressFrom(ctx).
+//
+// Its labs are files: Up leaves a marker (MarkerFile, with the devices)
+// in spec.Dir and Down removes it, so Running (lab.Prober) can tell a
+// restarted process whether the lab in a directory still "runs". The zero
+// value is ready to use and safe for concurrent use.
 type Runner struct {
 	UpDelay   time.Duration
 	DownDelay time.Duration
 }
+
+// MarkerFile is the file a running simulated lab has in its directory.
+const MarkerFile = ".remotelab-sim.json"
+
+var _ lab.Prober = (*Runner)(nil)
 
 // Up implements lab.Runner.
 func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	if spec.Bundle == nil {
 		return nil, fmt.Errorf("simulate lab start: spec has no bundle")
 	}
+	progress := lab.ProgressFrom(ctx)
+	progress.Step("up")
+	t := spec.Bundle.Topology()
+	progress.Output(fmt.Sprintf("provider sim: starting %d node(s) of lab %s", len(t.Nodes), LabName(t, spec.Dir)))
 	if err := Delay(ctx, r.UpDelay); err != nil {
 		return nil, fmt.Errorf("simulate lab start: %w", err)
 	}
-	t := spec.Bundle.Topology()
-	return Devices(t, Addressing{LabName: LabName(t, spec.Dir)}), nil
+	devs := Devices(t, Addressing{LabName: LabName(t, spec.Dir)})
+	marker, err := json.Marshal(map[string]any{"devices": devs})
+	if err != nil {
+		return nil, fmt.Errorf("simulate lab start: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(spec.Dir, MarkerFile), marker, 0o644); err != nil {
+		return nil, fmt.Errorf("simulate lab start: %w", err)
+	}
+	progress.Output("[SUCCESS] The lab is up and running")
+	progress.Step("inspect")
+	return devs, nil
 }
 
-// Down implements lab.Runner.
+// Down implements lab.Runner. A directory without a running lab (or
+// without a directory) has nothing to tear down.
 func (r *Runner) Down(ctx context.Context, dir string) error {
+	progress := lab.ProgressFrom(ctx)
+	progress.Step("down")
+	progress.Output("provider sim: stopping nodes")
 	if err := Delay(ctx, r.DownDelay); err != nil {
 		return fmt.Errorf("simulate lab teardown: %w", err)
 	}
+	if err := os.Remove(filepath.Join(dir, MarkerFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("simulate lab teardown: %w", err)
+	}
+	progress.Output("[SUCCESS] The lab is down")
 	return nil
+}
+
+// Running implements lab.Prober: the lab in dir runs while its marker is
+// there.
+func (r *Runner) Running(ctx context.Context, dir string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("simulate lab status: %w", err)
+	}
+	_, err := os.Stat(filepath.Join(dir, MarkerFile))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("simulate lab status: %w", err)
 }
 
 // Delay blocks for d or until ctx ends, whichever is first: it returns nil

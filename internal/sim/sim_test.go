@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
@@ -258,16 +261,17 @@ func TestKnownDevices(t *testing.T) {
 
 func TestRunnerDownHonoursDelayAndContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
 		r := &sim.Runner{DownDelay: time.Minute}
 		start := time.Now()
-		if err := r.Down(t.Context(), "/tmp/x"); err != nil {
+		if err := r.Down(t.Context(), dir); err != nil {
 			t.Fatal(err)
 		}
 		equal(t, "down took", time.Since(start), time.Minute)
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		err := r.Down(ctx, "/tmp/x")
+		err := r.Down(ctx, dir)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Down = %v, want deadline exceeded", err)
 		}
@@ -277,31 +281,47 @@ func TestRunnerDownHonoursDelayAndContext(t *testing.T) {
 
 func TestRunnerZeroValue(t *testing.T) {
 	var r sim.Runner
-	if err := r.Down(t.Context(), "/tmp/x"); err != nil {
+	dir := t.TempDir()
+	if err := r.Down(t.Context(), dir); err != nil {
 		t.Fatal(err)
+	}
+	if err := r.Down(t.Context(), filepath.Join(dir, "gone")); err != nil {
+		t.Errorf("Down of a missing directory = %v", err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := r.Down(ctx, "/tmp/x"); !errors.Is(err, context.Canceled) {
+	if err := r.Down(ctx, dir); !errors.Is(err, context.Canceled) {
 		t.Errorf("Down with cancelled context = %v, want context.Canceled", err)
 	}
-	if _, err := r.Up(t.Context(), lab.Spec{Dir: "/tmp/x"}); err == nil {
+	if _, err := r.Running(ctx, dir); !errors.Is(err, context.Canceled) {
+		t.Errorf("Running with cancelled context = %v, want context.Canceled", err)
+	}
+	if _, err := r.Up(t.Context(), lab.Spec{Dir: dir}); err == nil {
 		t.Error("Up without a bundle succeeded")
 	}
 }
 
-func TestRunnerUp(t *testing.T) {
+func twoRouters(t *testing.T) *topology.Bundle {
+	t.Helper()
 	b, err := topology.NewBundle("topology.yml", []byte(
 		"provider: clab\ndefaults.device: frr\nnodes: [r1, r2]\nlinks: [r1-r2]\n"), topology.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
 
+func TestRunnerUp(t *testing.T) {
+	b := twoRouters(t)
+	dir := filepath.Join(t.TempDir(), "my_lab")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	synctest.Test(t, func(t *testing.T) {
 		r := &sim.Runner{UpDelay: 100 * time.Millisecond}
 		start := time.Now()
-		devs, err := r.Up(t.Context(), lab.Spec{Dir: "/tmp/my_lab", Bundle: b})
+		devs, err := r.Up(t.Context(), lab.Spec{Dir: dir, Bundle: b})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -321,10 +341,112 @@ func TestRunnerUp(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 			cancel()
 		}()
-		_, err = r.Up(ctx, lab.Spec{Dir: "/tmp/my_lab", Bundle: b})
+		_, err = r.Up(ctx, lab.Spec{Dir: dir, Bundle: b})
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Up = %v, want context.Canceled", err)
 		}
 		equal(t, "cancelled up took", time.Since(start), 110*time.Millisecond)
 	})
+}
+
+// progressLog records what a Runner reports.
+type progressLog struct {
+	steps, lines []string
+}
+
+func (p *progressLog) Step(op string)            { p.steps = append(p.steps, op) }
+func (p *progressLog) Output(line string)        { p.lines = append(p.lines, line) }
+func (p *progressLog) Process(lab.Process, bool) {}
+
+// TestRunnerKeepsLabsAsFiles: a lab runs (for Running) from a successful
+// Up until Down, as a marker file in its directory; Up and Down report
+// their steps and a few lines of output.
+func TestRunnerKeepsLabsAsFiles(t *testing.T) {
+	b := twoRouters(t)
+	dir := t.TempDir()
+	var r sim.Runner
+	running := func(want bool) {
+		t.Helper()
+		if got, err := r.Running(t.Context(), dir); err != nil || got != want {
+			t.Errorf("Running = %v, %v; want %v", got, err, want)
+		}
+	}
+	running(false)
+	var up progressLog
+	devs, err := r.Up(lab.WithProgress(t.Context(), &up), lab.Spec{Dir: dir, Bundle: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	running(true)
+	equal(t, "up steps", up.steps, []string{"up", "inspect"})
+	equal(t, "up output", up.lines, []string{"provider sim: starting 2 node(s) of lab " + sim.LabName(b.Topology(), dir),
+		"[SUCCESS] The lab is up and running"})
+	var marker struct{ Devices []lab.Device }
+	data, err := os.ReadFile(filepath.Join(dir, sim.MarkerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &marker); err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "devices in the marker", marker.Devices, devs)
+
+	var down progressLog
+	if err := r.Down(lab.WithProgress(t.Context(), &down), dir); err != nil {
+		t.Fatal(err)
+	}
+	running(false)
+	equal(t, "down steps", down.steps, []string{"down"})
+	if got, err := r.Running(t.Context(), filepath.Join(dir, "gone")); err != nil || got {
+		t.Errorf("Running of a missing directory = %v, %v", got, err)
+	}
+}
+
+// TestManagerAdoptsSimLab: a Manager over the sim runner that closes with
+// KeepOnClose leaves its lab for the next one to adopt; without the
+// marker (the lab was lost meanwhile) it is torn down instead.
+func TestManagerAdoptsSimLab(t *testing.T) {
+	b := twoRouters(t)
+	for _, lost := range []bool{false, true} {
+		work, state := t.TempDir(), t.TempDir()
+		r := &sim.Runner{}
+		newManager := func(keep bool) *lab.Manager {
+			m, err := lab.NewManager(lab.Config{Runner: r, WorkRoot: work, StateDir: state, LockPath: "-",
+				KeepOnClose: keep, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = m.Close(context.Background()) })
+			return m
+		}
+		first := newManager(true)
+		if _, err := first.TryAcquire(t.Context(), "s1", b, true); err != nil {
+			t.Fatal(err)
+		}
+		dir := first.Status().Dir
+		if err := first.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if lost {
+			if err := os.Remove(filepath.Join(dir, sim.MarkerFile)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		second := newManager(false)
+		got, err := second.Recover(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantState := lab.RecoveredAdopted, lab.StateRunning
+		if lost {
+			want, wantState = lab.RecoveredTornDown, lab.StateNone
+		}
+		st := second.Status()
+		if got != want || st.State != wantState {
+			t.Errorf("lost %v: Recover = %v, state %s; want %v, %s", lost, got, st.State, want, wantState)
+		}
+		if !lost && (st.Dir != dir || st.Holders["s1"] != 1 || len(st.Devices) != 2) {
+			t.Errorf("adopted lab: %+v", st)
+		}
+	}
 }

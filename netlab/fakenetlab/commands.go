@@ -200,16 +200,19 @@ func upFor(d time.Duration) string {
 }
 
 func cmdStatus(_ context.Context, args []string) error {
-	p := &argParser{prog: "netlab status", opts: []option{
+	opts := []option{
 		{short: "-l", long: "--log", kind: optBool},
 		{long: "--cleanup", kind: optBool},
 		{long: "--reset", kind: optBool},
-		{long: "--format", kind: optValue, choices: []string{"json", "yaml", "text"}},
 		{long: "--all", kind: optBool},
 		{short: "-v", long: "--verbose", kind: optCount},
 		{short: "-q", long: "--quiet", kind: optBool},
 		{short: "-i", long: "--instance", kind: optValue, metavar: "INSTANCE"},
-	}, exclusive: [][]string{{"--all", "--reset", "--cleanup"}}}
+	}
+	if !versionBefore(26, 2) { // --format came with netlab 26.02
+		opts = append(opts, option{long: "--format", kind: optValue, choices: []string{"json", "yaml", "text"}})
+	}
+	p := &argParser{prog: "netlab status", opts: opts, exclusive: [][]string{{"--all", "--reset", "--cleanup"}}}
 	a := p.parse(args)
 	format := a.value("--format")
 	if format == "" {

@@ -24,6 +24,9 @@
 //	                            inspect    inspect fails
 //	                            statuslock every status-file access fails with
 //	                                       "Cannot lock lab status file"
+//	FAKE_NETLAB_FAIL_FILE=path  if the file exists, its content replaces FAKE_NETLAB_FAIL,
+//	                            read at each invocation (so a test can make down fail
+//	                            and later succeed without restarting the daemon)
 //	FAKE_NETLAB_UP_DELAY        Go duration `containerlab deploy` takes during up
 //	FAKE_NETLAB_DOWN_DELAY      Go duration `containerlab destroy` takes during down
 //	FAKE_NETLAB_INSPECT_DELAY   Go duration every inspect takes
@@ -32,7 +35,8 @@
 //	                            lives 10 min (tests that the caller kills the group);
 //	                            up then prints "fake netlab: spawned child <pid>"
 //	FAKE_NETLAB_PIDFILE=path    up writes "<pid> [<child pid>]" there when it starts
-//	FAKE_NETLAB_VERSION=v       version `netlab version` reports (default 26.03)
+//	FAKE_NETLAB_VERSION=v       version `netlab version` reports (default 26.03); before
+//	                            26.02 `status` has no --format option (exit 2), as in netlab
 //	FAKE_NETLAB_CALLS=path      append one line per invocation: "<cwd>\t<args...>"
 //	FAKE_NETLAB_STDERR_NOISE=1  every command first prints a warning line to stderr
 //
@@ -61,6 +65,16 @@ func version() string {
 		return v
 	}
 	return sim.NetlabVersion
+}
+
+// versionBefore reports whether version() is older than major.minor (a
+// version that does not parse counts as new).
+func versionBefore(major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(version(), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma < major || (ma == major && mi < minor)
 }
 
 func main() {
@@ -104,8 +118,16 @@ func fatalError(module, text string, hints ...string) error {
 	return &exitError{1}
 }
 
+// injected reports whether failure what is asked for (FAKE_NETLAB_FAIL,
+// or the content of FAKE_NETLAB_FAIL_FILE when that file exists).
 func injected(what string) bool {
-	for _, f := range strings.Split(os.Getenv("FAKE_NETLAB_FAIL"), ",") {
+	list := os.Getenv("FAKE_NETLAB_FAIL")
+	if path := os.Getenv("FAKE_NETLAB_FAIL_FILE"); path != "" {
+		if data, err := os.ReadFile(path); err == nil {
+			list = string(data)
+		}
+	}
+	for _, f := range strings.Split(list, ",") {
 		if strings.TrimSpace(f) == what {
 			return true
 		}

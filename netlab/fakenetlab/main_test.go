@@ -391,3 +391,44 @@ func TestSIGINTDuringUp(t *testing.T) {
 		t.Error("interrupted up removed its lock")
 	}
 }
+
+// TestFailFile: FAKE_NETLAB_FAIL_FILE, when the file exists, replaces
+// FAKE_NETLAB_FAIL at each invocation, so a test can make down fail and
+// then succeed without changing the environment.
+func TestFailFile(t *testing.T) {
+	h := newHost(t)
+	dir := h.lab("lab", topo)
+	failFile := filepath.Join(h.root, "fail")
+	env := []string{"FAKE_NETLAB_FAIL_FILE=" + failFile, "FAKE_NETLAB_FAIL=inspect"}
+
+	// No file: FAKE_NETLAB_FAIL counts.
+	h.run(dir, env, "up", "-q").want(t, 0, nil, nil)
+	h.run(dir, env, "inspect", "--format", "json", "nodes").want(t, 1, nil, nil)
+
+	if err := os.WriteFile(filepath.Join(failFile), []byte("down, statuslock"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.run(dir, env, "inspect", "--format", "json", "nodes").want(t, 0, nil, nil)
+	h.run(dir, env, "down").want(t, 1, nil, []string{"Cannot lock lab status file"})
+
+	if err := os.WriteFile(failFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.run(dir, env, "down").want(t, 0, []string{"Stopping clab nodes"}, nil)
+}
+
+// TestStatusFormatCameWith2602: before netlab 26.02, status has no
+// --format (an argparse error, exit 2).
+func TestStatusFormatCameWith2602(t *testing.T) {
+	h := newHost(t)
+	dir := h.lab("lab", topo)
+	h.netlab(dir, "up", "-q").want(t, 0, nil, nil)
+	for v, code := range map[string]int{"25.09-post1": 2, "1.9.6": 2, "26.02": 0, "26.03": 0} {
+		r := h.run(dir, []string{"FAKE_NETLAB_VERSION=" + v}, "status", "--format", "json")
+		r.want(t, code, nil, nil)
+		if code == 2 && !strings.Contains(r.stderr, "unrecognized arguments: --format json") {
+			t.Errorf("version %s: stderr %q", v, r.stderr)
+		}
+	}
+	h.run(dir, []string{"FAKE_NETLAB_VERSION=25.09"}, "status").want(t, 0, []string{"status: started"}, nil)
+}
