@@ -223,6 +223,14 @@ func TestHeartbeatLearnsEviction(t *testing.T) {
 		require.NoError(t, s.Err())
 		time.Sleep(90 * time.Second)
 		f.end(api.OutcomeEvicted, "evicted by alice: maintenance")
+		select {
+		case <-s.Done():
+			t.Fatal("Done before the end is known")
+		default:
+		}
+		ended := time.Now()
+		<-s.Done()
+		assert.Equal(t, 30*time.Second, time.Since(ended), "the next heartbeat learns it")
 		time.Sleep(10 * time.Minute)
 		synctest.Wait()
 		assert.Len(t, f.of("POST /session/heartbeat"), 2, "the second heartbeat learns of the end")
@@ -259,10 +267,11 @@ func TestLabCallLearnsEnd(t *testing.T) {
 	require.NoError(t, s.Close(t.Context()))
 	assert.Empty(t, f.of("DELETE /session/"+fakeID))
 
-	// After a plain Close, Err is ErrClosed.
+	// After a plain Close, Err is ErrClosed and Done is closed.
 	f = newFakeSessions(0)
 	s, err = pipeClient(t, f.handler(), nil).Open(t.Context())
 	require.NoError(t, err)
 	require.NoError(t, s.Close(t.Context()))
 	require.ErrorIs(t, s.Err(), client.ErrClosed)
+	<-s.Done()
 }

@@ -36,6 +36,9 @@ type Session struct {
 	endMu sync.Mutex
 	end   error // why the session cannot be used any more; nil while it can
 	gone  bool  // end is the server's word that the session ended
+
+	done     chan struct{} // closed once Err is not nil
+	doneOnce sync.Once
 }
 
 // sessionAnswer is the body of POST /session and GET /session/{id}. Epoch
@@ -107,6 +110,7 @@ func (c *Client) Open(ctx context.Context, opts ...OpenOption) (*Session, error)
 		id:            created.SessionID,
 		log:           c.cfg.logger.With("session", api.ShortID(created.SessionID)),
 		heartbeatDone: make(chan struct{}),
+		done:          make(chan struct{}),
 	}
 	hbCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s.stopHeartbeat = stop
@@ -283,7 +287,14 @@ func (s *Session) setEnd(err error, gone bool) {
 		s.end = fmt.Errorf("session %s ended: %w", api.ShortID(s.id), err)
 		s.gone = gone
 	}
+	s.doneOnce.Do(func() { close(s.done) })
 }
+
+// Done returns a channel that is closed once Err returns an error: the
+// server ended the session, heartbeats gave up, or Close was called. A
+// program that holds the lab waits on it to learn, within a heartbeat
+// interval, that the session it holds is gone.
+func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Err returns nil while the session is usable, and otherwise why it is
 // not, the first cause that became known:
@@ -342,6 +353,7 @@ func (s *Session) Close(ctx context.Context) error {
 	// the session while a heartbeat is in flight nor return before the
 	// heartbeat goroutine has.
 	s.closing.Store(true)
+	s.doneOnce.Do(func() { close(s.done) })
 	s.stopHeartbeat()
 	<-s.heartbeatDone
 	s.closeMu.Lock()
