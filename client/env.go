@@ -34,19 +34,8 @@ const (
 const LabelJob = "job"
 
 // FromEnv returns a client configured from the environment, as the
-// original Python client was:
-//
-//	REMOTE_LAB_URL                  base URL (required; ErrNoURL if unset)
-//	REMOTE_LAB_REQUEST_TIMEOUT      per-call timeout (30)
-//	REMOTE_LAB_SESSION_TIMEOUT      wait for the session to be active (600)
-//	REMOTE_LAB_ACQUISITION_TIMEOUT  one Acquire (600)
-//	REMOTE_LAB_HEARTBEAT_INTERVAL   heartbeat interval (60)
-//	REMOTE_LAB_TOKEN                bearer token (none)
-//
-// and with the session defaults of OpenOptionsFromEnv (owner, labels, CI
-// job, wait timeout). Durations are plain seconds ("30", "2.5") or Go
-// durations ("90s", "10m"), read by api.ParseDuration as the server reads
-// ?wait=; anything else is an error that names the variable. Options
+// original Python client was: the server at REMOTE_LAB_URL (required;
+// ErrNoURL if unset) with the options of OptionsFromEnv, then opts, which
 // override the environment.
 func FromEnv(opts ...Option) (*Client, error) {
 	base := strings.TrimSpace(os.Getenv(EnvURL))
@@ -56,16 +45,43 @@ func FromEnv(opts ...Option) (*Client, error) {
 	if _, err := parseBase(base); err != nil {
 		return nil, fmt.Errorf("client from env: %s: %w", EnvURL, err)
 	}
-	cfg := defaultConfig()
+	env, err := OptionsFromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("client from env: %w", err)
+	}
+	c, err := New(base, append(env, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("client from env: %w", err)
+	}
+	return c, nil
+}
+
+// OptionsFromEnv returns the client options the environment asks for,
+// for a client made with New for a URL from elsewhere (a command-line
+// flag); FromEnv uses them too:
+//
+//	REMOTE_LAB_REQUEST_TIMEOUT      per-call timeout (30)
+//	REMOTE_LAB_SESSION_TIMEOUT      wait for the session to be active (600)
+//	REMOTE_LAB_ACQUISITION_TIMEOUT  one Acquire (600)
+//	REMOTE_LAB_HEARTBEAT_INTERVAL   heartbeat interval (60)
+//	REMOTE_LAB_TOKEN                bearer token (none)
+//
+// and the session defaults of OpenOptionsFromEnv (owner, labels, CI job,
+// wait timeout). Unset or empty variables keep the defaults. Durations
+// are plain seconds ("30", "2.5") or Go durations ("90s", "10m"), read by
+// api.ParseDuration as the server reads ?wait=; anything else is an error
+// that names the variable.
+func OptionsFromEnv() ([]Option, error) {
+	var opts []Option
 	for _, v := range []struct {
 		name     string
-		dst      *time.Duration
+		opt      func(time.Duration) Option
 		positive bool
 	}{
-		{EnvRequestTimeout, &cfg.requestTimeout, false},
-		{EnvSessionTimeout, &cfg.sessionTimeout, false},
-		{EnvAcquisitionTimeout, &cfg.acquisitionTimeout, false},
-		{EnvHeartbeatInterval, &cfg.heartbeatInterval, true},
+		{EnvRequestTimeout, WithRequestTimeout, false},
+		{EnvSessionTimeout, WithSessionTimeout, false},
+		{EnvAcquisitionTimeout, WithAcquisitionTimeout, false},
+		{EnvHeartbeatInterval, WithHeartbeatInterval, true},
 	} {
 		s := strings.TrimSpace(os.Getenv(v.name))
 		if s == "" {
@@ -73,31 +89,28 @@ func FromEnv(opts ...Option) (*Client, error) {
 		}
 		d, err := api.ParseDuration(s)
 		if err != nil {
-			return nil, fmt.Errorf("client from env: %s: %w", v.name, err)
+			return nil, fmt.Errorf("%s: %w", v.name, err)
 		}
 		if v.positive && d == 0 {
-			return nil, fmt.Errorf("client from env: %s=%q: must be positive", v.name, s)
+			return nil, fmt.Errorf("%s=%q: must be positive", v.name, s)
 		}
-		*v.dst = d
+		opts = append(opts, v.opt(d))
 	}
-	cfg.token = strings.TrimSpace(os.Getenv(EnvToken))
-	if err := checkToken(cfg.token); err != nil {
-		return nil, fmt.Errorf("client from env: %s: %w", EnvToken, err)
+	if token := strings.TrimSpace(os.Getenv(EnvToken)); token != "" {
+		if err := checkToken(token); err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvToken, err)
+		}
+		opts = append(opts, WithToken(token))
 	}
 	defaults, err := OpenOptionsFromEnv()
 	if err != nil {
-		return nil, fmt.Errorf("client from env: %w", err)
+		return nil, err
 	}
-	cfg.openDefaults = defaults
-	c, err := newClient(base, cfg, opts)
-	if err != nil {
-		return nil, fmt.Errorf("client from env: %w", err)
-	}
-	return c, nil
+	return append(opts, WithOpenDefaults(defaults...)), nil
 }
 
 // OpenOptionsFromEnv returns the session defaults that FromEnv gives its
-// client, for a client made with New (see WithOpenDefaults):
+// client (see WithOpenDefaults):
 //
 //	REMOTE_LAB_OWNER         owner (unset or empty: DefaultOwner(), "user@hostname")
 //	REMOTE_LAB_LABELS        labels, "k=v,k=v" (see ParseLabels)

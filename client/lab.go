@@ -100,6 +100,28 @@ func (s *Session) Acquire(ctx context.Context, topologyPath string, opts ...Acqu
 	return s.AcquireBytes(ctx, filepath.Base(topologyPath), data, opts...)
 }
 
+// CheckAcquire checks what Acquire(ctx, topologyPath, opts...) checks
+// before it sends anything, without a session or a request: that the
+// topology file can be read, that its name and content are valid
+// (ErrBadRequest, ErrInvalidTopology), and that the extra files exist and
+// have safe paths. A program that waits in the queue before it acquires
+// calls it first, so that a typo fails at once instead of after the wait.
+func CheckAcquire(topologyPath string, opts ...AcquireOption) error {
+	data, err := os.ReadFile(topologyPath)
+	if err != nil {
+		return fmt.Errorf("acquire: read topology: %w", err)
+	}
+	name := filepath.Base(topologyPath)
+	cfg := acquireConfig{reuse: true}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, err := newUpload(name, data, cfg); err != nil {
+		return fmt.Errorf("acquire %s: %w", name, err)
+	}
+	return nil
+}
+
 // AcquireBytes is Acquire for a topology held in memory under the file
 // name name, which must pass topology.CheckTopologyName (a plain file
 // name ending in .yml or .yaml).

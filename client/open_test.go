@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -219,4 +221,23 @@ func TestRideThroughOption(t *testing.T) {
 	_, err = client.New("http://lab1", client.WithRideThrough(-time.Second))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "ride-through window must not be negative")
+}
+
+// CheckAcquire finds what Acquire would refuse, without a request.
+func TestCheckAcquire(t *testing.T) {
+	require.NoError(t, client.CheckAcquire("testdata/lab.yml", client.ExtraFiles("testdata/configs")))
+	err := client.CheckAcquire("testdata/missing.yml")
+	require.ErrorIs(t, err, os.ErrNotExist)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("nodes: 5\n"), 0o644))
+	err = client.CheckAcquire(bad)
+	require.ErrorIs(t, err, client.ErrInvalidTopology)
+	assert.Contains(t, err.Error(), "bad.yml:1:8: nodes must be a mapping or a list")
+	txt := filepath.Join(dir, "lab.txt")
+	require.NoError(t, os.WriteFile(txt, []byte("nodes: [a]\n"), 0o644))
+	require.ErrorIs(t, client.CheckAcquire(txt), client.ErrBadRequest)
+	err = client.CheckAcquire("testdata/lab.yml", client.ExtraFiles(filepath.Join(dir, "nope")))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	require.ErrorIs(t, client.CheckAcquire("testdata/lab.yml", client.ExtraBytes("../x", nil)), client.ErrBadRequest)
 }
