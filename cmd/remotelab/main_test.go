@@ -33,7 +33,9 @@ import (
 var (
 	cliBin   string
 	buildCLI = sync.OnceValue(func() error {
-		return gobuild.Build(context.Background(), cliBin, "cmd/remotelab", raceEnabled)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*processWait)
+		defer cancel()
+		return gobuild.Build(ctx, cliBin, "cmd/remotelab", raceEnabled)
 	})
 )
 
