@@ -93,6 +93,9 @@ func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (
 	if !o.b.q.Holds(o.id, o.epoch) {
 		// It ended while the lab started: what it got belongs to nobody.
 		o.b.mgr.ReleaseAll(o.id)
+		if o.b.closing.Load() {
+			return lab.Result{}, ErrClosed
+		}
 		o.b.log.Warn("Session ended during lab acquisition; its references were dropped", "session", short(o.id))
 		return lab.Result{}, o.b.gone(o.id)
 	}

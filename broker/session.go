@@ -361,10 +361,15 @@ func seconds(d time.Duration) string {
 func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	info, p := rm.Info, rm.Info.Payload
 	p.cancel()
-	keep := rm.Reason == queue.Closed && b.cfg.Store != nil
 	b.owners.add(p.owner, -1)
-	if keep {
-		return
+	if rm.Reason == queue.Closed {
+		// The journal hears nothing of Close: with a Store the session
+		// stays saved, references and all, for the next start; without
+		// one it ends here.
+		if b.cfg.Store != nil {
+			return
+		}
+		b.ended.add(b.endOf(info, queue.Closed, time.Now()))
 	}
 	b.mgr.ReleaseAll(info.ID)
 	e, _ := b.ended.find(info.ID, time.Now())

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,7 +81,9 @@ func TestOthersAnswerWhileUpBlocked(t *testing.T) {
 	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
 	assert.Equal(t, api.StatusActive, e.status(a).Status)
 	other := e.createSession().SessionID
-	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	st := e.status(other)
+	assert.Equal(t, api.StatusWaiting, st.Status)
+	assert.Equal(t, 1, st.Position)
 	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
 	assert.Equal(t, http.StatusLocked, e.acquire(other, topo("lab.yml", topoA)).code)
 	assert.Equal(t, a, e.head())
@@ -104,7 +108,9 @@ func TestOthersAnswerWhileDownBlocked(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, e.get("/healthz", "").code)
 	assert.Equal(t, http.StatusOK, e.get("/debug/health", "").code)
 	assert.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", other)).code)
-	assert.Equal(t, api.SessionStatus{Status: api.StatusWaiting, Position: 1}, e.status(other))
+	ost := e.status(other)
+	assert.Equal(t, api.StatusWaiting, ost.Status)
+	assert.Equal(t, 1, ost.Position)
 	r := e.get("/lab", a)
 	require.Equal(t, http.StatusOK, r.code)
 	var st api.LabStatus
@@ -135,7 +141,7 @@ func TestSessionDeletedDuringAcquire(t *testing.T) {
 	assert.Equal(t, lab.StateNone, st.State)
 	assert.Zero(t, st.RefCount)
 	assert.Equal(t, next, e.head())
-	assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (client-end)", id[:8]))
+	assert.Contains(t, e.logs.String(), fmt.Sprintf(`msg="Session removed" session=%s outcome=closed`, id[:8]))
 }
 
 // TestLeaseLostWhileUpCompletes: an up that ignores cancellation and
@@ -167,24 +173,47 @@ func TestLeaseLostWhileUpCompletes(t *testing.T) {
 	assert.True(t, a.Reused)
 }
 
-// TestCloseEndsSessions: Close removes every session, interrupts running
-// operations and wakes long-polls.
-func TestCloseEndsSessions(t *testing.T) {
-	b := newBlocker()
-	e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
-	a := e.createSession().SessionID
-	w := e.createSession().SessionID
-	done := e.startAcquire(a)
-	<-b.entered
-	poll := make(chan resp, 1)
-	go func() { poll <- e.get("/session/"+w+"?wait=60s", "") }()
+// TestShutdown: Close (a drain) answers parked long-polls at once and every
+// new request but the probes with 503 JSON; a lab operation cut by the
+// broker closing answers 503 too; without a store the sessions end with
+// outcome shutdown.
+func TestShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBlocker()
+		e := newEnv(t, overPipe(), withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}))
+		a := e.createSession().SessionID
+		w := e.createSession().SessionID
+		done := e.startAcquire(a)
+		<-b.entered
+		poll := make(chan resp, 1)
+		go func() { poll <- e.get("/session/"+w+"?wait=60s", "") }()
+		synctest.Wait() // the long-poll is parked
 
-	e.srv.Close()
-	assert.Zero(t, e.b.Len())
-	assert.Equal(t, http.StatusNotFound, (<-done).code)
-	assert.Equal(t, http.StatusNotFound, (<-poll).code)
-	assert.Equal(t, http.StatusServiceUnavailable, e.send(post("/session", "")).code)
-	assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (server-shutdown)", w[:8]))
+		start := time.Now()
+		e.srv.Close()
+		r := <-poll
+		assert.Zero(t, time.Since(start), "a parked long-poll answers at once")
+		require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+		assert.Contains(t, string(r.body), `"status":"waiting"`)
+		for _, req := range []request{post("/session", ""), {method: http.MethodGet, path: "/queue"}, post("/session/heartbeat", w)} {
+			r := e.send(req)
+			assert.Equal(t, http.StatusServiceUnavailable, r.code, "%s %s", req.method, req.path)
+			assert.Equal(t, api.DetailShuttingDown, r.detail(t))
+		}
+		assert.Equal(t, http.StatusNoContent, e.get("/healthz", "").code)
+		r = e.get("/readyz", "")
+		assert.Equal(t, http.StatusServiceUnavailable, r.code)
+		assert.JSONEq(t, `{"ready":false,"reason":"shutting down"}`, string(r.body))
+
+		require.NoError(t, e.b.Close(t.Context()))
+		r = <-done
+		assert.Equal(t, http.StatusServiceUnavailable, r.code, "%s", r.body)
+		assert.Equal(t, api.DetailShuttingDown, r.detail(t))
+		assert.Zero(t, e.b.Len())
+		hist := e.b.History(10)
+		require.Len(t, hist, 2)
+		assert.Equal(t, api.OutcomeShutdown, hist[0].Outcome)
+	})
 }
 
 // TestLongPollWakesOnPromotion (real socket): a waiter's ?wait=60s answers
@@ -280,14 +309,13 @@ func TestLogEvents(t *testing.T) {
 	e.get("/healthz", "")
 	logs := e.logs.String()
 	for _, want := range []string{
-		fmt.Sprintf("Created session %s at queue position 0", a[:8]),
-		fmt.Sprintf("Session %s promoted to ACTIVE", a[:8]),
-		fmt.Sprintf("Created session %s at queue position 1", w[:8]),
-		fmt.Sprintf("Starting lab acquisition for session %s (topology=lab.yml, reuse=true)", a[:8]),
-		fmt.Sprintf("Session %s removed (client-end)", a[:8]),
-		fmt.Sprintf("Session %s promoted to ACTIVE", w[:8]),
-		fmt.Sprintf("level=INFO msg=request method=POST path=/lab status=200"),
-		fmt.Sprintf("session=%s", a[:8]),
+		fmt.Sprintf(`msg="Created session" session=%s position=0 owner=127.0.0.1 client=127.0.0.1:`, a[:8]),
+		fmt.Sprintf(`msg="Session promoted to ACTIVE" session=%s epoch=1`, a[:8]),
+		fmt.Sprintf(`msg="Created session" session=%s position=1`, w[:8]),
+		fmt.Sprintf(`msg="Starting lab acquisition" session=%s topology=lab.yml reuse=true`, a[:8]),
+		fmt.Sprintf(`msg="Session removed" session=%s outcome=closed`, a[:8]),
+		fmt.Sprintf(`msg="Session promoted to ACTIVE" session=%s epoch=2`, w[:8]),
+		"level=INFO msg=request method=POST path=/lab status=200",
 		"level=DEBUG msg=request method=GET path=/healthz status=204",
 	} {
 		assert.Contains(t, logs, want)

@@ -134,7 +134,7 @@ func conformanceRows() []row {
 			req:  func(t *testing.T, e *env) request { return get("/session/"+waiting(t, e), "") },
 			code: http.StatusOK,
 			check: func(t *testing.T, e *env, r resp) {
-				assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0}`, string(r.body))
+				assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0,"owner":"127.0.0.1"}`, string(r.body))
 			},
 		},
 		{

@@ -135,14 +135,16 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		stop = ts.Close
 	}
 	t.Cleanup(func() {
+		// The broker closes first: it interrupts lab operations that
+		// still run, so the server's connections can close.
 		srv.Close()
-		stop()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := b.Close(ctx); err != nil {
 			// Tests with failing teardowns end with a dirty lab.
 			t.Logf("close broker: %v", err)
 		}
+		stop()
 	})
 	return e
 }

@@ -99,7 +99,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (au
 		id, ok = s.auth.Lookup(token)
 	}
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="remotelab", Basic realm="remotelab"`)
+		// One challenge per header: browsers read only the first of a
+		// list, and Basic must be offered for them to prompt.
+		w.Header().Add("WWW-Authenticate", `Basic realm="remotelab"`)
+		w.Header().Add("WWW-Authenticate", `Bearer realm="remotelab"`)
 		writeError(w, http.StatusUnauthorized, api.DetailUnauthorized)
 		return auth.Identity{}, false
 	}

@@ -43,7 +43,7 @@ func TestLongPollElapses(t *testing.T) {
 				r := e.get("/session/"+w+"?wait="+tc.wait, w)
 				assert.Equal(t, tc.want, time.Since(start))
 				require.Equal(t, http.StatusOK, r.code)
-				assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0}`, string(r.body))
+				assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0,"owner":"pipe"}`, string(r.body))
 			})
 		})
 	}
@@ -79,7 +79,7 @@ func TestLongPollWakesAtOnce(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, e.send(del("/session/"+b, b)).code)
 		r := <-got
 		assert.Zero(t, time.Since(start))
-		assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0}`, string(r.body))
+		assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0,"owner":"pipe"}`, string(r.body))
 
 		go func() { got <- e.get("/session/"+c+"?wait=60s", c) }()
 		synctest.Wait()
@@ -171,8 +171,7 @@ func TestSessionPinnedDuringBlockedUp(t *testing.T) {
 		st := e.mgr.Status()
 		assert.Equal(t, lab.StateIdle, st.State)
 		assert.Zero(t, st.RefCount)
-		assert.Contains(t, e.logs.String(), fmt.Sprintf("Removing stale session %s due to inactivity", id[:8]))
-		assert.Contains(t, e.logs.String(), fmt.Sprintf("Session %s removed (stale)", id[:8]))
+		assert.Contains(t, e.logs.String(), fmt.Sprintf(`level=WARN msg="Session removed" session=%s outcome=expired reason="expired: no request for 300 s"`, id[:8]))
 	})
 }
 
@@ -276,7 +275,7 @@ func TestCallsRefreshTheSession(t *testing.T) {
 }
 
 // TestDrainEndsLongPolls: Drain answers parked long-polls at once (and
-// later ones without waiting), so they do not hold up a shutdown.
+// later requests with 503), so they do not hold up a shutdown.
 func TestDrainEndsLongPolls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, overPipe())
@@ -289,9 +288,9 @@ func TestDrainEndsLongPolls(t *testing.T) {
 		e.srv.Drain()
 		r := <-got
 		assert.Zero(t, time.Since(start))
-		assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0}`, string(r.body))
+		assert.JSONEq(t, `{"status":"waiting","position":1,"epoch":0,"owner":"pipe"}`, string(r.body))
 		r = e.get("/session/"+w+"?wait=60s", w)
-		assert.Equal(t, http.StatusOK, r.code)
+		assert.Equal(t, http.StatusServiceUnavailable, r.code)
 		assert.Zero(t, time.Since(start))
 		assert.Equal(t, 2, e.b.Len(), "draining ends no session")
 	})

@@ -56,7 +56,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, 2, evA.devices)
 	assert.NotEmpty(t, evA.host)
 	b := run("B")
-	d.waitFor(t, `Created session \S+ at queue position 1`, 1)
+	d.waitFor(t, `msg="Created session" .*session=\S+ position=1`, 1)
 	releasedA := time.Now()
 	ctl.release("A")
 	a.mustPass(t)
@@ -73,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	c := run("C")
 	evC := ctl.wait(t, "C")
 	dd := run("D")
-	d.waitFor(t, `Created session \S+ at queue position 1`, 2)
+	d.waitFor(t, `msg="Created session" .*session=\S+ position=1`, 2)
 	p, err := os.FindProcess(evC.pid)
 	require.NoError(t, err)
 	killed := time.Now()
@@ -84,12 +84,13 @@ func TestEndToEnd(t *testing.T) {
 	// D was promoted because C's session expired, not earlier: the
 	// daemon logged the two in that order. (Comparing clocks instead
 	// would fail on a busy machine that delays C's last heartbeat.)
-	idC := d.waitFor(t, `Created session (\S+) at queue position \d+`, 3)[1]
-	idD := d.waitFor(t, `Created session (\S+) at queue position \d+`, 4)[1]
-	d.waitFor(t, `Removing stale session `+regexp.QuoteMeta(idC)+` due to inactivity`, 1)
-	d.waitFor(t, `Session `+regexp.QuoteMeta(idD)+` promoted to ACTIVE`, 1)
-	assert.Less(t, d.logIndex(`Removing stale session `+regexp.QuoteMeta(idC)),
-		d.logIndex(`Session `+regexp.QuoteMeta(idD)+` promoted to ACTIVE`),
+	idC := d.waitFor(t, `msg="Created session" .*session=(\S+) position=\d+`, 3)[1]
+	idD := d.waitFor(t, `msg="Created session" .*session=(\S+) position=\d+`, 4)[1]
+	expired := `msg="Session removed" .*session=` + regexp.QuoteMeta(idC) + ` outcome=expired`
+	promoted := `msg="Session promoted to ACTIVE" .*session=` + regexp.QuoteMeta(idD) + ` `
+	d.waitFor(t, expired, 1)
+	d.waitFor(t, promoted, 1)
+	assert.Less(t, d.logIndex(expired), d.logIndex(promoted),
 		"D got the lab before C's session expired")
 	assert.Equal(t, 2, evD.devices)
 	ctl.release("D")
