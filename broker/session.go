@@ -177,11 +177,15 @@ func (b *Broker) Session(id string) (Session, error) {
 }
 
 // Touch refreshes a session (any request naming it counts as activity)
-// and returns it.
+// and returns it. An active session's promotion is saved before Touch
+// returns it, so a client told it is active never loses that to a crash.
 func (b *Broker) Touch(id string) (Session, error) {
 	info, err := b.q.Touch(id)
 	if err != nil {
 		return Session{}, b.gone(id)
+	}
+	if info.Status == queue.Active {
+		b.sync(context.Background())
 	}
 	return b.describe(info, time.Now()), nil
 }
