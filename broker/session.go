@@ -93,7 +93,7 @@ func (e Ended) Waited() time.Duration {
 
 // session is the payload of a queue entry.
 type session struct {
-	seq    uint64 // join order
+	seq    uint64 // join order: set by the journal, under the queue's lock
 	owner  string
 	labels map[string]string
 	// ctx is cancelled when the session leaves the queue, which interrupts
@@ -146,7 +146,10 @@ func (b *Broker) Join(m Meta) (Session, error) {
 		err.RetryAfter = b.retryAfter()
 		return Session{}, err
 	}
-	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, labels), opts...)
+	// The join order (seq) is taken by the journal, under the queue's
+	// lock: taken here, two joins could get it in one order and their
+	// places in the other, and a restart would swap them.
+	info, err := b.q.Join(newSession(0, m.Owner, labels), opts...)
 	if err != nil {
 		b.admission.release(m.Owner)
 		return Session{}, ErrClosed
@@ -291,6 +294,9 @@ func (b *Broker) journal(c queue.Change[*session]) {
 	st := b.cfg.Store
 	switch c.Kind {
 	case queue.Joined, queue.Promoted:
+		if c.Kind == queue.Joined {
+			c.Info.Payload.seq = b.seq.Add(1) // in queue order: see Join
+		}
 		if st != nil {
 			st.PutSession(saved(c.Info))
 			if c.Kind == queue.Promoted {
