@@ -95,7 +95,7 @@ func (c *apiClient) do(ctx context.Context, method, path, sid string, body io.Re
 		return err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20)) // GET /queue of 10 000 sessions: 3 MiB
 	if err != nil {
 		return fmt.Errorf("read %s %s: %w", method, path, err)
 	}
@@ -147,6 +147,31 @@ func (c *apiClient) queue(ctx context.Context) (api.Queue, error) {
 	var v api.Queue
 	err := c.do(ctx, http.MethodGet, "/queue", "", nil, "", http.StatusOK, &v)
 	return v, err
+}
+
+// queueSize is GET /queue that also returns the body's size in bytes.
+func (c *apiClient) queueSize(ctx context.Context) (api.Queue, int, error) {
+	var v api.Queue
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/queue", nil)
+	if err != nil {
+		return v, 0, err
+	}
+	if c.authz != "" {
+		req.Header.Set("Authorization", c.authz)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return v, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return v, 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return v, len(b), &httpError{Code: resp.StatusCode, Detail: detailOf(b)}
+	}
+	return v, len(b), json.Unmarshal(b, &v)
 }
 
 // evict is POST /admin/sessions/{id}/evict (id: a full id or a unique

@@ -339,11 +339,40 @@ func runKill9(ctx context.Context, e *env, r *scenarioReport) error {
 	return c.leave(ctx, w.SessionID)
 }
 
-// runSigterm sends SIGTERM to remotelabd in the middle of a churn and
-// checks that every client ends with a clear error, the server exits 0
-// after tearing the lab down, and nothing is left behind.
+// runSigterm sends SIGTERM to remotelabd in the middle of a churn, twice:
+// by default (the lab is kept for the next start, and so is the queue)
+// and with --teardown-on-exit (the lab is torn down). Each time every
+// client must end with a clear error, the server must exit 0 with no
+// process of its group left, and leave behind only what it keeps on
+// purpose.
 func runSigterm(ctx context.Context, e *env, r *scenarioReport) error {
-	srv, err := e.remotelabd(ctx)
+	if err := sigtermOnce(ctx, e, r, false); err != nil {
+		return err
+	}
+	return sigtermOnce(ctx, e, r, true)
+}
+
+// keptFile reports whether a file left in a stopped server's TMPDIR is
+// one it keeps on purpose: the state file and the audit log always, the
+// lab's working directory when the lab is kept.
+func keptFile(rel string, labKept bool) bool {
+	switch {
+	case rel == "state/state.db", rel == "state/audit.jsonl":
+		return true
+	case strings.HasPrefix(rel, "state/sim/labs/"):
+		return labKept
+	}
+	return false
+}
+
+func sigtermOnce(ctx context.Context, e *env, r *scenarioReport, teardown bool) error {
+	var extra []string
+	mode := "default (lab kept)"
+	if teardown {
+		extra = []string{"--teardown-on-exit"}
+		mode = "--teardown-on-exit"
+	}
+	srv, err := e.remotelabd(ctx, extra...)
 	if err != nil {
 		return err
 	}
@@ -368,47 +397,59 @@ func runSigterm(ctx context.Context, e *env, r *scenarioReport) error {
 	for _, t := range res.ends {
 		last = max(last, t.Sub(tTerm))
 	}
-	r.add("SIGTERM → exit", "%s, exit code %d, %d clients, %d sessions served before", fmtDur(tExit), code, cfg.ChurnClients, res.served())
-	r.add("SIGTERM → last client saw its error", "%s", fmtDur(last))
+	r.add(mode+": SIGTERM → exit", "%s, exit code %d, %d clients, %d sessions served before", fmtDur(tExit), code, cfg.ChurnClients, res.served())
+	r.add(mode+": SIGTERM → last client saw its error", "%s", fmtDur(last))
 	for _, k := range slices.Sorted(maps.Keys(res.errs)) {
-		r.add("client ending error", "%d × %s", res.errs[k], k)
+		r.add(mode+": client ending error", "%d × %s", res.errs[k], k)
 	}
 	if werr != nil {
-		r.violate("%v", werr)
+		r.violate("%s: %v", mode, werr)
 		return nil
 	}
 	if code != 0 {
-		r.violate("exit code %d: %s", code, srv.Tail(10))
+		r.violate("%s: exit code %d: %s", mode, code, srv.Tail(10))
 	}
 	ended := 0
 	for k, v := range res.errs {
 		ended += v
 		if strings.HasPrefix(k, "timeout") || strings.HasPrefix(k, "decode") || k == "cancelled" {
-			r.violate("%d clients saw no clear error: %s", v, k)
+			r.violate("%s: %d clients saw no clear error: %s", mode, v, k)
 		}
 	}
 	if ended != cfg.ChurnClients {
-		r.violate("%d of %d clients ended without an error", cfg.ChurnClients-ended, cfg.ChurnClients)
+		r.violate("%s: %d of %d clients ended without an error", mode, cfg.ChurnClients-ended, cfg.ChurnClients)
 	}
 	if srv.GroupAlive() {
-		r.violate("processes of the server's group still alive")
+		r.violate("%s: processes of the server's group still alive", mode)
 	}
-	teardown := ""
+	want := `msg="Keeping the lab for the next start"`
+	if teardown {
+		want = `msg="Lab torn down"`
+	}
+	seen := ""
 	for _, l := range srv.Logs() {
-		if strings.Contains(l, `msg="Lab torn down"`) {
-			teardown = l
+		if strings.Contains(l, want) {
+			seen = l
 		}
 	}
 	switch {
-	case teardown != "":
-		r.add("lab at shutdown", "torn down (log: %s)", teardown[strings.Index(teardown, "msg="):])
+	case seen != "":
+		r.add(mode+": lab at shutdown", "%s", seen[strings.Index(seen, "msg="):])
 	case res.served() > 0:
-		r.violate("no \"lab torn down\" in the server's log after SIGTERM")
+		r.violate("%s: no %s in the server's log after SIGTERM", mode, want)
 	}
-	if left := srv.Leftovers(); len(left) > 0 {
-		r.violate("left behind in TMPDIR/state dir: %v", left)
+	var kept, stray []string
+	for _, f := range srv.Leftovers() {
+		if keptFile(f, !teardown) {
+			kept = append(kept, f)
+		} else {
+			stray = append(stray, f)
+		}
+	}
+	if len(stray) > 0 {
+		r.violate("%s: left behind in TMPDIR/state dir: %v", mode, stray)
 	} else {
-		r.add("left behind", "no process, no lab working directory, no spool file, no metadata")
+		r.add(mode+": left behind", "no process, no spool file, no metadata; kept: %s", strings.Join(kept, ", "))
 	}
 	if e.cfg.Verbose {
 		e.logf("server log tail:\n%s", srv.Tail(15))

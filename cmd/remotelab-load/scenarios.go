@@ -42,6 +42,11 @@ var scenarios = []scenario{
 	{"kill9", runKill9},
 	{"sigterm", runSigterm},
 	{"hostile", runHostile},
+	{"events", runEvents},
+	{"flood", runFlood},
+	{"persist", runPersist},
+	{"restart", runRestart},
+	{"kill9churn", runKill9Churn},
 }
 
 func scenarioNames() []string {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +30,11 @@ type server struct {
 	URL      string
 	Tmp      string // the process's TMPDIR
 	StateDir string
+	Started  time.Time // when the process was started
+
+	path string   // the program
+	args []string // its arguments
+	env  []string // its extra environment
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
@@ -38,8 +44,8 @@ type server struct {
 	tail []string // last lines of its output
 }
 
-// stateDirArg in the arguments of startProcess is replaced by the
-// server's state directory.
+// stateDirArg in the arguments of startProcess (and in the values of its
+// environment) is replaced by the server's state directory.
 const stateDirArg = "{state-dir}"
 
 // addrRE finds a loopback host:port in the "listening on" log line.
@@ -58,28 +64,69 @@ func startProcess(ctx context.Context, name, path string, args, env []string) (_
 			_ = os.RemoveAll(tmp)
 		}
 	}()
-	s := &server{Name: name, Tmp: tmp, StateDir: filepath.Join(tmp, "state"), exited: make(chan struct{})}
+	s := &server{Name: name, Tmp: tmp, StateDir: filepath.Join(tmp, "state"), path: path}
 	if err := os.Mkdir(s.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	args = slices.Clone(args)
-	for i, a := range args {
+	s.args = slices.Clone(args)
+	for i, a := range s.args {
 		if a == stateDirArg {
-			args[i] = s.StateDir
+			s.args[i] = s.StateDir
 		}
 	}
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
+	for _, v := range env {
+		s.env = append(s.env, strings.ReplaceAll(v, stateDirArg, s.StateDir))
+	}
+	if err := s.launch(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Restart starts the server's program again once it has exited: same
+// arguments, TMPDIR and state directory, and the same port (a "--port 0"
+// becomes the port the first run listened on), so clients find it where
+// it was. The old server hands its directory over: only the new one's
+// Stop removes it.
+func (s *server) Restart(ctx context.Context) (*server, error) {
+	select {
+	case <-s.exited:
+	default:
+		return nil, fmt.Errorf("restart %s: still running", s.Name)
+	}
+	n := &server{Name: s.Name, Tmp: s.Tmp, StateDir: s.StateDir, path: s.path, env: s.env, args: slices.Clone(s.args)}
+	if _, port, err := net.SplitHostPort(strings.TrimPrefix(s.URL, "http://")); err == nil {
+		for i := 0; i+1 < len(n.args); i++ {
+			if n.args[i] == "--port" && n.args[i+1] == "0" {
+				n.args[i+1] = port
+			}
+		}
+	}
+	s.Tmp = ""
+	if err := n.launch(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// launch starts the process and waits (up to 30 s) for its "listening on
+// ADDR" line. On failure the process is gone.
+func (s *server) launch(ctx context.Context) error {
+	name := s.Name
+	s.exited = make(chan struct{})
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(s.path, s.args...)
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+s.Tmp), s.env...)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	w.Close()
 	s.cmd = cmd
@@ -92,16 +139,16 @@ func startProcess(ctx context.Context, name, path string, args, env []string) (_
 	select {
 	case a := <-addr:
 		s.URL = "http://" + a
-		return s, nil
+		return nil
 	case <-s.exited:
-		return nil, fmt.Errorf("start %s: exited before listening (%v): %s", name, s.err, s.Tail(20))
+		return fmt.Errorf("start %s: exited before listening (%v): %s", name, s.err, s.Tail(20))
 	case <-time.After(30 * time.Second):
 	case <-ctx.Done():
 		s.Kill()
-		return nil, fmt.Errorf("start %s: %w", name, ctx.Err())
+		return fmt.Errorf("start %s: %w", name, ctx.Err())
 	}
 	s.Kill()
-	return nil, fmt.Errorf("start %s: no \"listening on\" line within 30 s: %s", name, s.Tail(20))
+	return fmt.Errorf("start %s: no \"listening on\" line within 30 s: %s", name, s.Tail(20))
 }
 
 // readOutput keeps the last lines of the process's output and reports the
