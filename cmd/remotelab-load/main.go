@@ -78,6 +78,7 @@ type config struct {
 	Phase      time.Duration // one variant's phase in a round
 	CPUProfile string        // baseline: also profile httpserver in a child process, into this file
 	OldBin     string        // overhead: remotelabd built from commit cebaff4 ("" skips it)
+	OldName    string        // overhead: what -old-bin was built from
 
 	EventWaiters int // events: waiting sessions
 	Viewers      int // events: GET /events streams
@@ -114,6 +115,7 @@ func fullConfig() config {
 		FloodDuration: 20 * time.Second, FloodWorkers: 32, FloodCap: 10000,
 		PersistWorkers: 64, RestartSessions: 10000,
 		KillRounds: 50, KillClients: 8,
+		OldName: overheadOldCommit,
 	}
 }
 
@@ -198,6 +200,7 @@ func run(args []string) int {
 	fs.DurationVar(&cfg.Phase, "phase", cfg.Phase, "length of one variant's phase in a comparison round")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "baseline: also profile httpserver (child process, same wiring) under the same load into this file")
 	fs.StringVar(&cfg.OldBin, "old-bin", "", "overhead: remotelabd built from commit "+overheadOldCommit+" (the comparison is skipped without it)")
+	fs.StringVar(&cfg.OldName, "old-name", overheadOldCommit, "overhead: what -old-bin was built from, for the report")
 	fs.IntVar(&cfg.EventWaiters, "event-waiters", cfg.EventWaiters, "events: waiting sessions")
 	fs.IntVar(&cfg.Viewers, "viewers", cfg.Viewers, "events: GET /events viewers")
 	fs.IntVar(&cfg.EventChanges, "event-changes", cfg.EventChanges, "events: changes measured (spaced over 250 ms)")
@@ -223,7 +226,7 @@ func run(args []string) int {
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		s := shortConfig()
 		s.Bin, s.Run, s.Markdown, s.Verbose = cfg.Bin, cfg.Run, cfg.Markdown, cfg.Verbose
-		s.CPUProfile, s.OldBin = cfg.CPUProfile, cfg.OldBin
+		s.CPUProfile, s.OldBin, s.OldName = cfg.CPUProfile, cfg.OldBin, cfg.OldName
 		cfg = mergeExplicit(s, cfg, set)
 	}
 	if err := cfg.validate(); err != nil {
