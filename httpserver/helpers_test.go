@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,8 @@ import (
 	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
+	"github.com/remotelab-go/remotelab/internal/audit"
+	"github.com/remotelab-go/remotelab/internal/metrics"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 	"github.com/remotelab-go/remotelab/topology"
@@ -51,6 +54,10 @@ type env struct {
 	base   string
 	work   string // the Manager's WorkRoot
 	logs   *logBuffer
+	// metrics is wired to both the broker (Observer) and the server.
+	metrics *metrics.Metrics
+	// audit is the audit log, withAudit only.
+	audit *audit.Log
 }
 
 // envOpts configures newEnv.
@@ -60,6 +67,10 @@ type envOpts struct {
 	broker     broker.Config
 	brokerOpts []func(*broker.Config)
 	pipe       bool // serve over net.Pipe (for synctest bubbles)
+	// remote is the client address the server sees over net.Pipe
+	// (default "pipe", which is not loopback).
+	remote string
+	audit  bool
 }
 
 type envOpt func(*envOpts)
@@ -69,6 +80,19 @@ func withRunner(r *remotelabtest.FakeRunner) envOpt { return func(o *envOpts) { 
 func withConfig(f func(*httpserver.Config)) envOpt { return func(o *envOpts) { f(&o.cfg) } }
 
 func overPipe() envOpt { return func(o *envOpts) { o.pipe = true } }
+
+// overPipeFrom is overPipe with the server seeing its clients at remote
+// (e.g. a loopback address, which admin routes need without auth).
+func overPipeFrom(remote string) envOpt {
+	return func(o *envOpts) { o.pipe, o.remote = true, remote }
+}
+
+// withAuth turns authentication on.
+func withAuth(a httpserver.Authenticator) envOpt { return func(o *envOpts) { o.cfg.Auth = a } }
+
+// withAudit gives the broker and the server an audit log (e.audit) in a
+// temporary directory.
+func withAudit() envOpt { return func(o *envOpts) { o.audit = true } }
 
 func withBroker(f func(*broker.Config)) envOpt {
 	return func(o *envOpts) { o.brokerOpts = append(o.brokerOpts, f) }
@@ -95,6 +119,15 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		Logger:   logger,
 	}
 	bcfg.Logger = logger
+	e.metrics = metrics.New()
+	bcfg.Observer = e.metrics
+	if o.audit {
+		a, err := audit.Open(filepath.Join(t.TempDir(), audit.FileName))
+		require.NoError(t, err)
+		t.Cleanup(func() { a.Close() })
+		e.audit = a
+		bcfg.Audit = a
+	}
 	for _, f := range o.brokerOpts {
 		f(&bcfg)
 	}
@@ -107,6 +140,12 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	cfg := o.cfg
 	cfg.Broker = b
 	cfg.Logger = logger
+	if cfg.Metrics == nil {
+		cfg.Metrics = e.metrics
+	}
+	if e.audit != nil && cfg.Audit == nil {
+		cfg.Audit = e.audit
+	}
 	srv, err := httpserver.New(cfg)
 	require.NoError(t, err)
 	e.srv = srv
@@ -114,6 +153,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	var stop func()
 	if o.pipe {
 		l := newPipeListener()
+		l.remote = o.remote
 		hs := &http.Server{Handler: srv}
 		served := make(chan struct{})
 		go func() {
@@ -375,6 +415,7 @@ type pipeListener struct {
 	conns  chan net.Conn
 	closed chan struct{}
 	once   sync.Once
+	remote string // the clients' address the server sees ("" keeps net.Pipe's)
 }
 
 func newPipeListener() *pipeListener {
@@ -399,8 +440,12 @@ func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
 
 func (l *pipeListener) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	server, client := net.Pipe()
+	var sc net.Conn = server
+	if l.remote != "" {
+		sc = remoteConn{Conn: server, remote: l.remote}
+	}
 	select {
-	case l.conns <- server:
+	case l.conns <- sc:
 		return client, nil
 	case <-l.closed:
 	case <-ctx.Done():
@@ -411,6 +456,19 @@ func (l *pipeListener) DialContext(ctx context.Context, _, _ string) (net.Conn, 
 }
 
 type pipeAddr struct{}
+
+// remoteConn is a connection whose peer claims another address.
+type remoteConn struct {
+	net.Conn
+	remote string
+}
+
+func (c remoteConn) RemoteAddr() net.Addr { return remoteAddr(c.remote) }
+
+type remoteAddr string
+
+func (a remoteAddr) Network() string { return "tcp" }
+func (a remoteAddr) String() string  { return string(a) }
 
 func (pipeAddr) Network() string { return "pipe" }
 func (pipeAddr) String() string  { return "pipe" }
