@@ -78,7 +78,7 @@ func TestQueueAndHistoryDocuments(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", w1)).code) // t0+330
 		time.Sleep(5 * time.Second)
 		require.Equal(t, http.StatusNoContent, e.send(del("/session/"+w3, "")).code) // t0+335
-		time.Sleep(5 * time.Second)                                                   // t0+340
+		time.Sleep(5 * time.Second)                                                  // t0+340
 
 		_, body := e.queueDoc()
 		assert.JSONEq(t, fmt.Sprintf(`{
