@@ -95,12 +95,12 @@ func (l *endedLog) servedCount() int {
 	return l.served
 }
 
-// reset counts the owners of the given sessions afresh.
+// reset counts the (limit) owners of the given sessions afresh.
 func (o *ownerCounts) reset(infos []queue.Info[*session]) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	clear(o.n)
 	for _, info := range infos {
-		o.n[info.Payload.owner]++
+		o.n[info.Payload.limitOwner]++
 	}
 }

@@ -18,6 +18,11 @@ type Meta struct {
 	// Owner says who the session is for (a token's name, a user@host, a
 	// client address). Required.
 	Owner string
+	// LimitOwner is whom Config.MaxSessionsPerOwner counts the session
+	// against (empty: Owner). An owner a client merely states is its own
+	// word: without authentication the HTTP server passes the client's
+	// address here, so naming other owners does not dodge the limit.
+	LimitOwner string
 	// Labels are free key/value pairs (validated by the caller).
 	Labels map[string]string
 	// WaitTimeout ends the session if it still waits this long after
@@ -93,9 +98,10 @@ func (e Ended) Waited() time.Duration {
 
 // session is the payload of a queue entry.
 type session struct {
-	seq    uint64 // join order
-	owner  string
-	labels map[string]string
+	seq        uint64 // join order
+	owner      string
+	limitOwner string // whom the per-owner limit counts it against
+	labels     map[string]string
 	// ctx is cancelled when the session leaves the queue, which interrupts
 	// its running lab operation.
 	ctx    context.Context
@@ -109,9 +115,12 @@ type session struct {
 	endReason string  // and why
 }
 
-func newSession(seq uint64, owner string, labels map[string]string) *session {
+func newSession(seq uint64, owner, limitOwner string, labels map[string]string) *session {
+	if limitOwner == "" {
+		limitOwner = owner
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{seq: seq, owner: owner, labels: labels, ctx: ctx, cancel: cancel}
+	return &session{seq: seq, owner: owner, limitOwner: limitOwner, labels: labels, ctx: ctx, cancel: cancel}
 }
 
 func (s *session) labUse() *LabUse {
@@ -139,20 +148,24 @@ func (b *Broker) Join(m Meta) (Session, error) {
 	}
 	opts = append(opts, queue.WithMaxHold(hold))
 	labels := maps.Clone(m.Labels)
+	counted := m.LimitOwner
+	if counted == "" {
+		counted = m.Owner
+	}
 
 	b.joinMu.Lock()
 	if n := b.q.Len(); n >= b.cfg.MaxSessions {
 		b.joinMu.Unlock()
 		return Session{}, &FullError{Limit: b.cfg.MaxSessions, RetryAfter: b.retryAfter()}
 	}
-	if lim := b.cfg.MaxSessionsPerOwner; lim > 0 && b.owners.get(m.Owner) >= lim {
+	if lim := b.cfg.MaxSessionsPerOwner; lim > 0 && b.owners.get(counted) >= lim {
 		b.joinMu.Unlock()
-		return Session{}, &FullError{Owner: m.Owner, Limit: lim, RetryAfter: b.retryAfter()}
+		return Session{}, &FullError{Owner: counted, Limit: lim, RetryAfter: b.retryAfter()}
 	}
-	b.owners.add(m.Owner, 1)
-	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, labels), opts...)
+	b.owners.add(counted, 1)
+	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, counted, labels), opts...)
 	if err != nil {
-		b.owners.add(m.Owner, -1)
+		b.owners.add(counted, -1)
 	}
 	b.joinMu.Unlock()
 	if err != nil {
@@ -361,7 +374,7 @@ func seconds(d time.Duration) string {
 func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	info, p := rm.Info, rm.Info.Payload
 	p.cancel()
-	b.owners.add(p.owner, -1)
+	b.owners.add(p.limitOwner, -1)
 	if rm.Reason == queue.Closed {
 		// The journal hears nothing of Close: with a Store the session
 		// stays saved, references and all, for the next start; without
