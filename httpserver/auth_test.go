@@ -85,7 +85,7 @@ func callers() []caller {
 			caller{name: id.Name + " Bearer", authz: "Bearer " + tok, id: id},
 			caller{name: id.Name + " Basic", authz: basic("anyone", tok), id: id})
 	}
-	cs[len(cs)-1].authz = basic("", adminToken) // an empty user name works too
+	cs[len(cs)-1].authz = basic("", adminToken)  // an empty user name works too
 	cs[len(cs)-2].authz = "bearer " + adminToken // and the scheme in any case
 	return cs
 }
