@@ -58,6 +58,9 @@ type env struct {
 	metrics *metrics.Metrics
 	// audit is the audit log, withAudit only.
 	audit *audit.Log
+	// pipe is the listener when serving over net.Pipe, so a test can dial
+	// a raw connection.
+	pipe *pipeListener
 }
 
 // envOpts configures newEnv.
@@ -154,6 +157,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if o.pipe {
 		l := newPipeListener()
 		l.remote = o.remote
+		e.pipe = l
 		hs := &http.Server{Handler: srv}
 		served := make(chan struct{})
 		go func() {
