@@ -129,5 +129,5 @@ func (b *Broker) restore(st *State) {
 	b.q = queue.New(cfg)
 	// Sessions restored twice (a corrupt store) were skipped by the
 	// queue: count owners from what it kept.
-	b.owners.reset(b.q.Snapshot())
+	b.admission.reset(b.q.Snapshot())
 }

@@ -153,22 +153,15 @@ func (b *Broker) Join(m Meta) (Session, error) {
 		counted = m.Owner
 	}
 
-	b.joinMu.Lock()
-	if n := b.q.Len(); n >= b.cfg.MaxSessions {
-		b.joinMu.Unlock()
-		return Session{}, &FullError{Limit: b.cfg.MaxSessions, RetryAfter: b.retryAfter()}
+	// A place is reserved first, so the join itself (which may promote,
+	// and a promotion waits for the Store) runs without a lock.
+	if err := b.admission.reserve(counted, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
+		err.RetryAfter = b.retryAfter()
+		return Session{}, err
 	}
-	if lim := b.cfg.MaxSessionsPerOwner; lim > 0 && b.owners.get(counted) >= lim {
-		b.joinMu.Unlock()
-		return Session{}, &FullError{Owner: counted, Limit: lim, RetryAfter: b.retryAfter()}
-	}
-	b.owners.add(counted, 1)
 	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, counted, labels), opts...)
 	if err != nil {
-		b.owners.add(counted, -1)
-	}
-	b.joinMu.Unlock()
-	if err != nil {
+		b.admission.release(counted)
 		return Session{}, ErrClosed
 	}
 	b.log.Info("Created session", "session", short(info.ID), "position", info.Position,
@@ -197,11 +190,15 @@ func (b *Broker) Session(id string) (Session, error) {
 }
 
 // Touch refreshes a session (any request naming it counts as activity)
-// and returns it.
+// and returns it. An active session's promotion is saved before Touch
+// returns it, so a client told it is active never loses that to a crash.
 func (b *Broker) Touch(id string) (Session, error) {
 	info, err := b.q.Touch(id)
 	if err != nil {
 		return Session{}, b.gone(id)
+	}
+	if info.Status == queue.Active {
+		b.sync(context.Background())
 	}
 	return b.describe(info, time.Now()), nil
 }
@@ -374,7 +371,7 @@ func seconds(d time.Duration) string {
 func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	info, p := rm.Info, rm.Info.Payload
 	p.cancel()
-	b.owners.add(p.limitOwner, -1)
+	b.admission.release(p.limitOwner)
 	if rm.Reason == queue.Closed {
 		// The journal hears nothing of Close: with a Store the session
 		// stays saved, references and all, for the next start; without

@@ -214,6 +214,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 		log.Error("Cannot create the labs directory; lab work will fail until it can be created", "dir", workRoot, "err", err)
 	}
 	st, state := d.openStore()
+	d.importLegacyRecord(st, runDir)
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("Cannot close the state store", "err", err)
@@ -401,6 +402,28 @@ func (d *daemon) openStore() (*store.Store, *broker.State) {
 		return store.Unavailable(err), nil
 	}
 	return st, state
+}
+
+// importLegacyRecord moves the lab record an earlier version kept in
+// <state-dir>/<runner>/lab.json into the state store, so an upgrade with a
+// lab running adopts (or cleans up) that lab instead of forgetting it.
+func (d *daemon) importLegacyRecord(st *store.Store, runDir string) {
+	if rec, err := st.LabRecords().Load(); err != nil || rec != nil {
+		return
+	}
+	legacy := lab.FileRecords(runDir)
+	rec, err := legacy.Load()
+	if err != nil || rec == nil {
+		return
+	}
+	if err := st.LabRecords().Save(*rec); err != nil {
+		d.log.Error("Cannot import the lab record of an earlier version", "dir", rec.Dir, "err", err)
+		return
+	}
+	if err := legacy.Delete(); err != nil {
+		d.log.Warn("Cannot remove the imported lab record", "dir", runDir, "err", err)
+	}
+	d.log.Info("Imported the lab record of an earlier version", "dir", rec.Dir, "topology", rec.Topology)
 }
 
 // auditorOrNil and auditLogOrNil keep a nil *audit.Log from becoming a

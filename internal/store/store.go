@@ -67,9 +67,9 @@ type op func(tx *bolt.Tx) error
 type Store struct {
 	db  *bolt.DB
 	log *slog.Logger
-	lab *lab.Record // as loaded
 
 	mu        sync.Mutex
+	lab       *lab.Record // the lab record, as last loaded or saved
 	pending   []op
 	appended  uint64        // changes handed over
 	committed uint64        // changes durable
@@ -320,20 +320,31 @@ func (s *Store) LabRecords() lab.RecordStore { return labRecords{s} }
 type labRecords struct{ s *Store }
 
 func (r labRecords) Load() (*lab.Record, error) {
+	r.s.mu.Lock()
+	defer r.s.mu.Unlock()
 	if r.s.lab == nil {
 		return nil, nil
 	}
-	rec := *r.s.lab
+	var rec lab.Record
+	if err := json.Unmarshal(mustJSON(r.s.lab), &rec); err != nil { // a deep copy
+		return nil, fmt.Errorf("load lab record: %w", err)
+	}
 	return &rec, nil
 }
 
 func (r labRecords) Save(rec lab.Record) error {
 	data := mustJSON(rec)
+	r.s.mu.Lock()
+	r.s.lab = &rec
+	r.s.mu.Unlock()
 	r.s.append(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyLab, data) })
 	return r.sync()
 }
 
 func (r labRecords) Delete() error {
+	r.s.mu.Lock()
+	r.s.lab = nil
+	r.s.mu.Unlock()
 	r.s.append(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyLab) })
 	return r.sync()
 }
