@@ -277,10 +277,12 @@ func (b *Broker) gone(id string) error {
 	return ErrNotFound
 }
 
-// describe turns queue info into a Session, with its wait estimate.
+// describe turns queue info into a Session, with its wait estimate (none
+// while draining: nobody is promoted until an admin resumes, so no wait
+// can be foretold).
 func (b *Broker) describe(info queue.Info[*session], now time.Time) Session {
 	s := b.session(info)
-	if info.Status != queue.Waiting || info.Position == 0 {
+	if info.Status != queue.Waiting || info.Position == 0 || b.q.IsPaused() {
 		return s
 	}
 	if avg, ok := b.ended.average(); ok {
