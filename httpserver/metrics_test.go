@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
@@ -181,9 +182,14 @@ func TestMetricsMove(t *testing.T) {
 }
 
 // TestMetricsRoutes: HTTP requests are counted by route pattern and code;
-// no raw path, session id or client input becomes a label.
+// no raw path, session id or client input becomes a label. (In a bubble,
+// so that every request's handler has finished before the scrape.)
 func TestMetricsRoutes(t *testing.T) {
-	e := newEnv(t)
+	synctest.Test(t, testMetricsRoutes)
+}
+
+func testMetricsRoutes(t *testing.T) {
+	e := newEnv(t, overPipe())
 	id := e.createSession().SessionID
 	random := uuid.NewString()
 	for range 3 {
@@ -192,6 +198,7 @@ func TestMetricsRoutes(t *testing.T) {
 	require.Equal(t, http.StatusOK, e.get("/session/"+id, "").code)
 	require.Equal(t, http.StatusNotFound, e.get("/no/such/"+random, "").code)
 	require.Equal(t, http.StatusMethodNotAllowed, e.send(request{method: http.MethodPut, path: "/session/" + random}).code)
+	synctest.Wait() // a request is counted once its handler returned, maybe after its answer arrived
 
 	m, text := e.scrape(t)
 	assert.Equal(t, 3.0, m.has(t, "remotelab_http_requests_total", "route", "GET /session/{id}", "code", "404"))

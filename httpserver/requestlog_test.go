@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,11 +49,26 @@ func requestLines(t *testing.T, logs string, from int) []map[string]string {
 	return out
 }
 
+// sendLogged sends req and returns the request log lines it caused. It
+// runs in a synctest bubble: a response may be complete before its
+// handler has returned and logged, synctest.Wait waits for that.
+func (e *env) sendLogged(t *testing.T, req request) (resp, []map[string]string) {
+	t.Helper()
+	from := len(e.logs.String())
+	r := e.send(req)
+	synctest.Wait()
+	return r, requestLines(t, e.logs.String(), from)
+}
+
 // TestRequestLogs: every request logs one line with its client address:
 // DEBUG for reads, polls and heartbeats, INFO for what changes something
 // (session create and delete, lab calls, admin actions), WARN for server
 // errors; session ids shortened, in paths too.
 func TestRequestLogs(t *testing.T) {
+	synctest.Test(t, testRequestLogs)
+}
+
+func testRequestLogs(t *testing.T) {
 	var failUp bool
 	runner := &remotelabtest.FakeRunner{UpHook: func(context.Context, lab.Spec) error {
 		if failUp {
@@ -60,7 +76,7 @@ func TestRequestLogs(t *testing.T) {
 		}
 		return nil
 	}}
-	e := newEnv(t, withRunner(runner))
+	e := newEnv(t, withRunner(runner), overPipeFrom(loopbackClient))
 	a := e.createSession().SessionID
 	e.mustAcquire(a)
 	w := e.createSession().SessionID
@@ -105,10 +121,8 @@ func TestRequestLogs(t *testing.T) {
 		if tc.prepare != nil {
 			tc.prepare()
 		}
-		from := len(e.logs.String())
-		r := e.send(tc.req)
+		r, lines := e.sendLogged(t, tc.req)
 		require.Equal(t, tc.status, r.code, "%s: %s", name, r.body)
-		lines := requestLines(t, e.logs.String(), from)
 		require.Len(t, lines, 1, "%s: one request line", name)
 		l := lines[0]
 		assert.Equal(t, tc.level, l["level"], name)
@@ -119,7 +133,7 @@ func TestRequestLogs(t *testing.T) {
 		}
 		assert.Equal(t, path, l["path"], name)
 		assert.Equal(t, strconv.Itoa(tc.status), l["status"], name)
-		assert.Regexp(t, `^127\.0\.0\.1:\d+$`, l["client"], name)
+		assert.Equal(t, loopbackClient, l["client"], name)
 		assert.NotEmpty(t, l["duration"], name)
 		if tc.created {
 			var c api.CreateSessionResponse
@@ -141,7 +155,11 @@ func TestRequestLogs(t *testing.T) {
 // TestRequestLogsCaller: with authentication the request line names the
 // caller (the token's name); a refused caller is named by nobody.
 func TestRequestLogsCaller(t *testing.T) {
-	e := newEnv(t, withAuth(authFile(t)))
+	synctest.Test(t, testRequestLogsCaller)
+}
+
+func testRequestLogsCaller(t *testing.T) {
+	e := newEnv(t, withAuth(authFile(t)), overPipe())
 	for _, tc := range []struct {
 		req    request
 		status int
@@ -156,11 +174,10 @@ func TestRequestLogsCaller(t *testing.T) {
 		{get("/healthz", ""), 204, ""},
 	} {
 		name := tc.req.method + " " + tc.req.path
-		from := len(e.logs.String())
-		r := e.send(tc.req)
+		r, lines := e.sendLogged(t, tc.req)
 		require.Equal(t, tc.status, r.code, "%s: %s", name, r.body)
-		lines := requestLines(t, e.logs.String(), from)
 		require.Len(t, lines, 1, name)
+		assert.Equal(t, "pipe", lines[0]["client"], name)
 		if tc.caller == "" {
 			assert.NotContains(t, lines[0], "caller", name)
 		} else {

@@ -203,3 +203,32 @@ func TestHistoryLimit(t *testing.T) {
 		assert.Equal(t, []string{"query", "limit"}, is[0].Loc)
 	}
 }
+
+// TestNoEstimateWhileDraining: while an admin drains the host nobody is
+// promoted, so a waiter gets no estimate (broker.Session: "HasEstimate is
+// false ... while draining"); resuming brings it back.
+func TestNoEstimateWhileDraining(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, overPipeFrom(loopbackClient))
+		first := e.createSession().SessionID
+		time.Sleep(100 * time.Second)
+		require.Equal(t, http.StatusNoContent, e.send(del("/session/"+first, "")).code)
+		holder := e.createSession().SessionID
+		w := e.createSession().SessionID
+		time.Sleep(30 * time.Second)
+		require.Equal(t, 70.0, *e.status(w).EstimatedWaitSeconds)
+
+		require.Equal(t, http.StatusNoContent, e.send(post("/admin/drain", "")).code)
+		assert.Nil(t, e.status(w).EstimatedWaitSeconds, "an estimate while nobody is promoted")
+		q, _ := e.queueDoc()
+		require.NotNil(t, q.Holder)
+		assert.Equal(t, holder[:8], q.Holder.ID)
+		require.Len(t, q.Waiting, 1)
+		assert.Nil(t, q.Waiting[0].EstimatedWaitSeconds, "an estimate while nobody is promoted")
+
+		require.Equal(t, http.StatusNoContent, e.send(post("/admin/resume", "")).code)
+		assert.Equal(t, 70.0, *e.status(w).EstimatedWaitSeconds)
+		q, _ = e.queueDoc()
+		assert.Equal(t, 70.0, *q.Waiting[0].EstimatedWaitSeconds)
+	})
+}
