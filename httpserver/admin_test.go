@@ -69,7 +69,7 @@ func TestEvictRefused(t *testing.T) {
 	}{
 		{"unknown id", evictReq(unknownID, "x"), http.StatusNotFound},
 		{"unknown prefix", evictReq("00000000", "x"), http.StatusNotFound},
-		{"prefix of 7", evictReq(id[:7], "x"), http.StatusNotFound},
+		{"prefix of 7", evictReq(id[:7], "x"), http.StatusUnprocessableEntity},
 		{"no body", post("/admin/sessions/"+id+"/evict", ""), http.StatusUnprocessableEntity},
 		{"empty object", jsonReq(http.MethodPost, "/admin/sessions/"+id+"/evict", "{}"), http.StatusUnprocessableEntity},
 		{"empty reason", evictReq(id, ""), http.StatusUnprocessableEntity},
@@ -90,7 +90,11 @@ func TestEvictRefused(t *testing.T) {
 			case http.StatusUnprocessableEntity:
 				is := r.issues(t)
 				require.Len(t, is, 1)
-				assert.Equal(t, "reason", is[0].Loc[len(is[0].Loc)-1])
+				want := "reason"
+				if tc.name == "prefix of 7" {
+					want = "id"
+				}
+				assert.Equal(t, want, is[0].Loc[len(is[0].Loc)-1])
 			}
 			assert.Equal(t, id, e.head(), "a refused eviction ended the session")
 		})
@@ -220,8 +224,12 @@ func TestUnquarantine(t *testing.T) {
 	assert.Equal(t, id, e.head(), "the queue keeps moving: nobody is ended")
 
 	failDown.Store(false)
-	require.Equal(t, http.StatusNoContent, e.send(post("/admin/unquarantine", "")).code)
-	require.Equal(t, http.StatusNoContent, e.send(post("/admin/unquarantine", "")).code, "lifting twice is fine")
+	r = e.send(post("/admin/unquarantine", ""))
+	require.Equal(t, http.StatusOK, r.code)
+	assert.JSONEq(t, `{"lifted":true}`, string(r.body))
+	r = e.send(post("/admin/unquarantine", ""))
+	require.Equal(t, http.StatusOK, r.code, "lifting twice is fine")
+	assert.JSONEq(t, `{"lifted":false}`, string(r.body))
 	assert.Equal(t, http.StatusOK, e.get("/readyz", "").code)
 	q, _ = e.queueDoc()
 	assert.Nil(t, q.Quarantine)
@@ -262,7 +270,7 @@ func TestAdminAudit(t *testing.T) {
 	assert.Equal(t, []line{
 		{"local", "drain", "", "", ""},
 		{"local", api.OutcomeEvicted, w[:8], "bob", "evicted by local: duplicate run"},
-		{"local", "destroy_lab", "", "", "lab running (lab.yml)"},
+		{"local", "destroy_lab", "", "", "lab lab.yml, running, 1 reference(s)"},
 		{"local", "resume", "", "", ""},
 	}, lines)
 	noFullIDs(t, r.body, a, w)

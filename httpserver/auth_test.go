@@ -184,7 +184,7 @@ func routes() []route {
 		{name: "DELETE /admin/lab", need: auth.Admin, req: func(string) request { return del("/admin/lab", "") }, ok: 202},
 		{name: "POST /admin/drain", need: auth.Admin, req: func(string) request { return post("/admin/drain", "") }, ok: 204},
 		{name: "POST /admin/resume", need: auth.Admin, req: func(string) request { return post("/admin/resume", "") }, ok: 204},
-		{name: "POST /admin/unquarantine", need: auth.Admin, req: func(string) request { return post("/admin/unquarantine", "") }, ok: 204},
+		{name: "POST /admin/unquarantine", need: auth.Admin, req: func(string) request { return post("/admin/unquarantine", "") }, ok: 200},
 		{name: "GET /admin/audit", need: auth.Admin, req: func(string) request { return get("/admin/audit", "") }, ok: 200},
 	}
 }
