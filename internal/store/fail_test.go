@@ -4,6 +4,7 @@ package store
 // for the retry backoff's clock (the file I/O is real).
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/internal/testutil"
+	"github.com/remotelab-go/remotelab/lab"
 )
 
 var errDisk = errors.New("injected: no space left on device")
@@ -159,6 +161,49 @@ func TestOneBatchPutThenDelete(t *testing.T) {
 		close(d.gate)
 		require.NoError(t, s.Sync(t.Context()))
 		assert.ElementsMatch(t, []string{"a", "y"}, ids(closeAndLoad(t, s, path).Sessions))
+	})
+}
+
+// TestSyncGivesUpWithContext: a Sync waiting for a slow commit returns
+// when its context ends; the change is still saved.
+func TestSyncGivesUpWithContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var d disk
+		s, path, _ := openHooked(t, &d)
+		d.hold.Store(true)
+		s.PutSession(sess("a"))
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		require.ErrorIs(t, s.Sync(ctx), context.DeadlineExceeded)
+		d.hold.Store(false)
+		close(d.gate)
+		require.NoError(t, s.Sync(t.Context()))
+		assert.Equal(t, []string{"a"}, ids(closeAndLoad(t, s, path).Sessions))
+	})
+}
+
+// TestLabRecordSaveReportsFailure: the lab manager must learn that its
+// record is not on disk.
+func TestLabRecordSaveReportsFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var d disk
+		s, path, _ := openHooked(t, &d)
+		records := s.LabRecords()
+		d.failing.Store(true)
+		rec := lab.Record{Dir: "/lab", Topology: "t.yml", State: lab.StateStarting}
+		require.ErrorIs(t, records.Save(rec), errDisk)
+		require.ErrorIs(t, records.Delete(), errDisk)
+		d.failing.Store(false)
+		start := time.Now()
+		require.NoError(t, records.Save(rec))
+		assert.Equal(t, start, time.Now(), "tried at once, not after the backoff")
+		s.Close()
+		s, _, err := Open(path, nil)
+		require.NoError(t, err)
+		defer s.Close()
+		got, err := s.LabRecords().Load()
+		require.NoError(t, err)
+		assert.Equal(t, &rec, got)
 	})
 }
 

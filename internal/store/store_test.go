@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -283,18 +282,6 @@ func TestCloseSavesBufferedChanges(t *testing.T) {
 	_, st := openStore(t, path)
 	assert.Len(t, st.Sessions, 100)
 	assert.Zero(t, st.LastEpoch)
-}
-
-func TestSyncHonoursContext(t *testing.T) {
-	s, _ := openStore(t, filepath.Join(t.TempDir(), "state.db"))
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	s.PutSession(session("a", 1))
-	// Either the commit won the race or the context did; never a hang.
-	if err := s.Sync(ctx); err != nil {
-		assert.ErrorIs(t, err, context.Canceled)
-	}
-	require.NoError(t, s.Sync(t.Context()))
 }
 
 func TestUnavailable(t *testing.T) {
