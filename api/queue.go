@@ -235,6 +235,12 @@ type EvictRequest struct {
 	Reason string `json:"reason"`
 }
 
+// Unquarantine is the body of POST /admin/unquarantine.
+type Unquarantine struct {
+	// Lifted is false when the host was not quarantined.
+	Lifted bool `json:"lifted"`
+}
+
 // AuditEntry is one line of the audit log (GET /admin/audit).
 type AuditEntry struct {
 	Time    time.Time `json:"time"`

@@ -86,7 +86,10 @@ func (b *Broker) Unquarantine(actor string) bool {
 func (b *Broker) DestroyLab(ctx context.Context, actor string) (bool, error) {
 	before := b.mgr.Status()
 	torn, err := b.mgr.Destroy(ctx, true)
-	a := Audit{Actor: actor, Action: "destroy_lab", Reason: fmt.Sprintf("lab %s (%s)", before.State, before.TopologyName)}
+	a := Audit{Actor: actor, Action: "destroy_lab", Reason: "no lab"}
+	if before.State != lab.StateNone {
+		a.Reason = fmt.Sprintf("lab %s, %s, %d reference(s)", before.TopologyName, before.State, before.RefCount)
+	}
 	if err != nil {
 		a.Reason += ": failed: " + err.Error()
 	}

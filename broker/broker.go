@@ -173,11 +173,12 @@ type Broker struct {
 	cancel context.CancelFunc
 	loops  sync.WaitGroup
 
-	seq       atomic.Uint64 // join order, persisted with each session
-	admission admission
-	ended     endedLog
-	health    health
-	changes   notifier
+	seq         atomic.Uint64 // join order, persisted with each session
+	syncFailing atomic.Bool   // the last Sync failed
+	admission   admission
+	ended       endedLog
+	health      health
+	changes     notifier
 }
 
 // New returns a Broker and creates its lab.Manager. It runs no lab work
@@ -302,8 +303,17 @@ func (b *Broker) sync(ctx context.Context) {
 	if b.cfg.Store == nil {
 		return
 	}
-	if err := b.cfg.Store.Sync(ctx); err != nil && ctx.Err() == nil {
-		b.log.Error("Cannot save the server state", "err", err)
+	err := b.cfg.Store.Sync(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	// Log the start and the end of a failing period, not every change.
+	if failing := err != nil; b.syncFailing.Swap(failing) != failing {
+		if failing {
+			b.log.Error("Cannot save the server state; answering from memory until it can", "err", err)
+		} else {
+			b.log.Info("The server state is saved again")
+		}
 	}
 }
 
@@ -372,7 +382,7 @@ func (a *admission) reset(infos []queue.Info[*session]) {
 	clear(a.owners)
 	a.total = len(infos)
 	for _, info := range infos {
-		a.owners[info.Payload.owner]++
+		a.owners[info.Payload.limitOwner]++
 	}
 }
 

@@ -18,6 +18,11 @@ type Meta struct {
 	// Owner says who the session is for (a token's name, a user@host, a
 	// client address). Required.
 	Owner string
+	// LimitOwner is whom Config.MaxSessionsPerOwner counts the session
+	// against (empty: Owner). An owner a client merely states is its own
+	// word: without authentication the HTTP server passes the client's
+	// address here, so naming other owners does not dodge the limit.
+	LimitOwner string
 	// Labels are free key/value pairs (validated by the caller).
 	Labels map[string]string
 	// WaitTimeout ends the session if it still waits this long after
@@ -93,9 +98,10 @@ func (e Ended) Waited() time.Duration {
 
 // session is the payload of a queue entry.
 type session struct {
-	seq    uint64 // join order: set by the journal, under the queue's lock
-	owner  string
-	labels map[string]string
+	seq        uint64 // join order: set by the journal, under the queue's lock
+	owner      string
+	limitOwner string // whom the per-owner limit counts it against
+	labels     map[string]string
 	// ctx is cancelled when the session leaves the queue, which interrupts
 	// its running lab operation.
 	ctx    context.Context
@@ -109,9 +115,12 @@ type session struct {
 	endReason string  // and why
 }
 
-func newSession(seq uint64, owner string, labels map[string]string) *session {
+func newSession(seq uint64, owner, limitOwner string, labels map[string]string) *session {
+	if limitOwner == "" {
+		limitOwner = owner
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{seq: seq, owner: owner, labels: labels, ctx: ctx, cancel: cancel}
+	return &session{seq: seq, owner: owner, limitOwner: limitOwner, labels: labels, ctx: ctx, cancel: cancel}
 }
 
 func (s *session) labUse() *LabUse {
@@ -139,19 +148,23 @@ func (b *Broker) Join(m Meta) (Session, error) {
 	}
 	opts = append(opts, queue.WithMaxHold(hold))
 	labels := maps.Clone(m.Labels)
+	counted := m.LimitOwner
+	if counted == "" {
+		counted = m.Owner
+	}
 
 	// A place is reserved first, so the join itself (which may promote,
 	// and a promotion waits for the Store) runs without a lock.
-	if err := b.admission.reserve(m.Owner, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
+	if err := b.admission.reserve(counted, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
 		err.RetryAfter = b.retryAfter()
 		return Session{}, err
 	}
 	// The join order (seq) is taken by the journal, under the queue's
 	// lock: taken here, two joins could get it in one order and their
 	// places in the other, and a restart would swap them.
-	info, err := b.q.Join(newSession(0, m.Owner, labels), opts...)
+	info, err := b.q.Join(newSession(0, m.Owner, counted, labels), opts...)
 	if err != nil {
-		b.admission.release(m.Owner)
+		b.admission.release(counted)
 		return Session{}, ErrClosed
 	}
 	b.log.Info("Created session", "session", short(info.ID), "position", info.Position,
@@ -267,10 +280,12 @@ func (b *Broker) gone(id string) error {
 	return ErrNotFound
 }
 
-// describe turns queue info into a Session, with its wait estimate.
+// describe turns queue info into a Session, with its wait estimate (none
+// while draining: nobody is promoted until an admin resumes, so no wait
+// can be foretold).
 func (b *Broker) describe(info queue.Info[*session], now time.Time) Session {
 	s := b.session(info)
-	if info.Status != queue.Waiting || info.Position == 0 {
+	if info.Status != queue.Waiting || info.Position == 0 || b.q.IsPaused() {
 		return s
 	}
 	if avg, ok := b.ended.average(); ok {
@@ -364,7 +379,7 @@ func seconds(d time.Duration) string {
 func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	info, p := rm.Info, rm.Info.Payload
 	p.cancel()
-	b.admission.release(p.owner)
+	b.admission.release(p.limitOwner)
 	if rm.Reason == queue.Closed {
 		// The journal hears nothing of Close: with a Store the session
 		// stays saved, references and all, for the next start; without

@@ -83,13 +83,14 @@ func (a *Admin) Resume(ctx context.Context) error {
 }
 
 // Unquarantine lifts the host's quarantine by hand (POST
-// /admin/unquarantine); it succeeds whether or not the host was
-// quarantined.
-func (a *Admin) Unquarantine(ctx context.Context) error {
-	if err := a.post(ctx, "/admin/unquarantine", nil); err != nil {
-		return fmt.Errorf("unquarantine: %w", err)
+// /admin/unquarantine) and reports whether the host was quarantined.
+func (a *Admin) Unquarantine(ctx context.Context) (bool, error) {
+	var out api.Unquarantine
+	_, err := a.c.send(ctx, request{method: http.MethodPost, path: "/admin/unquarantine", timeout: a.c.cfg.requestTimeout}, &out)
+	if err != nil {
+		return false, fmt.Errorf("unquarantine: %w", err)
 	}
-	return nil
+	return out.Lifted, nil
 }
 
 // Audit returns the last limit entries of the audit log, oldest first

@@ -152,7 +152,9 @@ func TestServerReadyDrainResume(t *testing.T) {
 	torn, err := c.Admin().DestroyLab(ctx)
 	require.NoError(t, err)
 	assert.False(t, torn, "no lab")
-	require.NoError(t, c.Admin().Unquarantine(ctx))
+	lifted, err := c.Admin().Unquarantine(ctx)
+	require.NoError(t, err)
+	assert.False(t, lifted, "not quarantined")
 }
 
 // Watch sees the queue change as sessions come and go.

@@ -29,6 +29,11 @@ func (s *Server) actor(r *http.Request) string {
 // evicted; the evicted client learns the reason on its next call.
 func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if len(id) < api.ShortIDLen {
+		invalid(api.ValidationIssue{Type: api.IssueValue, Loc: []string{"path", "id"},
+			Msg: "Give the full session id or its first 8 characters (as /queue shows them)", Input: api.Clip(id)}).write(w)
+		return
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(unwrapWriter(w), r.Body, maxEvictBody))
 	if err != nil {
 		errorf(http.StatusRequestEntityTooLarge, "Eviction request larger than %d bytes", maxEvictBody).write(w)
@@ -85,11 +90,10 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// unquarantine handles POST /admin/unquarantine (204 whether or not the
-// host was quarantined).
+// unquarantine handles POST /admin/unquarantine: 200 {"lifted": BOOL},
+// false when the host was not quarantined.
 func (s *Server) unquarantine(w http.ResponseWriter, r *http.Request) {
-	s.b.Unquarantine(s.actor(r))
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, api.Unquarantine{Lifted: s.b.Unquarantine(s.actor(r))})
 }
 
 // audit handles GET /admin/audit?limit=N: the last N entries, oldest first.

@@ -23,7 +23,7 @@ import (
 
 // pageWait bounds every wait on the page: generous, the tests run on
 // loaded 2-core machines while the page reacts within a second.
-const pageWait = 10 * time.Second
+const pageWait = 30 * time.Second
 
 // pageHelpers are defined in every page the tests wait on.
 const pageHelpers = `

@@ -76,11 +76,11 @@ func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.Handl
 		}
 		if !rt.open {
 			id, ok := s.authorize(w, r, rt.access)
+			if sw != nil {
+				sw.actor = id.Name // a caller refused for its role is logged too
+			}
 			if !ok {
 				return
-			}
-			if sw != nil {
-				sw.actor = id.Name
 			}
 			if s.auth != nil {
 				// Without authentication nobody asks (identity and
@@ -117,7 +117,8 @@ const localActor = "local"
 
 // authorize checks the caller's credentials against the route's access:
 // 401 without a known token, 403 for a role too low (or, without
-// authentication, a non-loopback caller of an admin route).
+// authentication, a non-loopback caller of an admin route). A caller
+// refused for its role is still returned, for the request log.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (auth.Identity, bool) {
 	if s.auth == nil {
 		if a.admin && !loopback(r.RemoteAddr) {
@@ -141,7 +142,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (au
 	}
 	if !id.Role.Allows(a.need) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf(api.DetailRoleTooLow, id.Role, a.need))
-		return auth.Identity{}, false
+		return id, false
 	}
 	return id, true
 }

@@ -98,7 +98,11 @@ var adminUnquarantineCmd = adminCommand("unquarantine", "lift the lab host's qua
 failed teardowns or starts ("remotelab status" shows it and why). It
 succeeds whether or not the host was quarantined.`,
 	func(ctx context.Context, ad *client.Admin) (string, error) {
-		return "The lab host is not quarantined.", ad.Unquarantine(ctx)
+		lifted, err := ad.Unquarantine(ctx)
+		if !lifted {
+			return "The lab host was not quarantined.", err
+		}
+		return "Quarantine lifted: lab work is accepted again.", err
 	})
 
 var adminDestroyLabCmd = adminCommand("destroy-lab", "tear the lab down now, whoever holds it",

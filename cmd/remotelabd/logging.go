@@ -17,7 +17,7 @@ import (
 
 // Components name the parts of the server in the "component" attribute of
 // every log line; a log config can give each its own level.
-var components = []string{"server", "http", "lab", "netlab"}
+var components = []string{"server", "http", "broker", "lab", "netlab", "store"}
 
 // componentKey is the attribute that names a component.
 const componentKey = "component"

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.AuthFile != "" {
 		if authFile, err = auth.Load(cfg.AuthFile); err != nil {
 			fmt.Fprintf(stderr, "remotelabd: invalid --auth-file: %v\n", err)
-			logs.logger.Error("Not starting: invalid --auth-file", "err", err)
+			logs.logger.Error("Not starting: invalid --auth-file", componentKey, "server", "err", err)
 			return 2
 		}
 	}

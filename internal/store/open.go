@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -22,25 +25,43 @@ import (
 const openTimeout = 5 * time.Second
 
 // Open opens the state file at path (creating it, mode 0600) and loads
-// the state it holds (nil for a new file). A file that cannot be read as a
-// remotelab state (corrupt, another format or version) is renamed aside
-// to path.corrupt-<UTC time> — never deleted — with an ERROR log line, and
-// Open starts afresh: the server never refuses to start because of its own
-// state. A file that cannot be opened at all (permissions, a read-only
-// directory, a full disk) is an error; the caller may run on without
-// saving (Unavailable).
+// the state it holds (empty for a new file, never nil). A file that cannot
+// be read as a remotelab state (corrupt, another format or version, one
+// that makes bbolt panic) is renamed aside to path.corrupt-<UTC time> —
+// never deleted — with an ERROR log line, and Open starts afresh: the
+// server never refuses to start because of its own state. A file that
+// cannot be opened at all (permissions, a read-only directory, a full
+// disk, bbolt's lock held for openTimeout) is an error and nothing is
+// moved; the caller may run on without saving (Unavailable). log may be
+// nil.
 func Open(path string, log *slog.Logger) (*Store, *broker.State, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s, st, err := open(path, log)
 	if err == nil || unopenable(err) {
 		return s, st, err
 	}
-	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+	aside := asideName(path, time.Now())
 	if rerr := os.Rename(path, aside); rerr != nil {
-		return nil, nil, fmt.Errorf("open state: %w (and moving it aside failed: %v)", err, rerr)
+		return nil, nil, fmt.Errorf("open state: %w (and moving it aside failed: %w)", err, rerr)
 	}
 	log.Error("The state file cannot be read; moved it aside and starting with an empty queue",
 		"path", path, "moved_to", aside, "err", err)
 	return open(path, log)
+}
+
+// asideName names the place a corrupt file at path is moved to, one that
+// does not exist yet (a rename would replace it).
+func asideName(path string, now time.Time) string {
+	base := fmt.Sprintf("%s.corrupt-%s", path, now.UTC().Format("20060102T150405Z"))
+	name := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(name); err != nil {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
 }
 
 // unopenable tells an error of the file system (which moving the file
@@ -51,29 +72,65 @@ func unopenable(err error) bool {
 		errors.Is(err, syscall.EIO) || errors.Is(err, bolt.ErrTimeout)
 }
 
-// open opens and loads the file once.
+// errDamaged: bbolt panicked or faulted reading the file.
+var errDamaged = errors.New("damaged file")
+
+// open opens and loads the file once. bbolt trusts the pages it reads and
+// panics (or faults, past the end of a truncated file) on a damaged one;
+// both become errDamaged. When bbolt.Open itself panics its memory map
+// stays behind, but the file (and its lock) is closed.
 func open(path string, log *slog.Logger) (s *Store, st *broker.State, err error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
+	var (
+		db   *bolt.DB
+		file *os.File
+	)
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("open state %s: %w: %v", path, errDamaged, v)
+		}
+		if err == nil {
+			return
+		}
+		s, st = nil, nil
+		if db != nil {
+			_ = db.Close()
+		} else if file != nil {
+			_ = file.Close()
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: openTimeout,
+		OpenFile: func(name string, flag int, perm fs.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	defer func() {
-		// bbolt may panic on a damaged file; treat it as unreadable.
-		if v := recover(); v != nil {
-			err = fmt.Errorf("open state %s: damaged file: %v", path, v)
-		}
-		if err != nil {
-			_ = db.Close()
-			s, st = nil, nil
-		}
-	}()
-	s = &Store{db: db, log: log}
-	if err := db.Update(func(tx *bolt.Tx) error { return s.init(tx) }); err != nil {
-		return nil, nil, fmt.Errorf("open state %s: %w", path, err)
-	}
+	var fresh bool
 	if err := db.View(func(tx *bolt.Tx) error {
 		var err error
-		st, err = s.load(tx)
+		fresh, err = checkLayout(tx)
+		return err
+	}); err != nil {
+		return nil, nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	if fresh {
+		if err := db.Update(createLayout); err != nil {
+			return nil, nil, fmt.Errorf("open state %s: %w", path, err)
+		}
+		// The file is new: make its directory entry durable too.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return nil, nil, fmt.Errorf("open state %s: %w", path, err)
+		}
+	}
+	s = &Store{db: db, log: log}
+	if err := db.View(func(tx *bolt.Tx) error {
+		var err error
+		st, s.labJSON, err = load(tx)
 		return err
 	}); err != nil {
 		return nil, nil, fmt.Errorf("open state %s: %w", path, err)
@@ -86,30 +143,35 @@ func open(path string, log *slog.Logger) (s *Store, st *broker.State, err error)
 // version.
 var errFormat = errors.New("not a remotelab state file of format " + formatVersion)
 
-// init creates the buckets of a new file and checks the version of an old
-// one.
-func (s *Store) init(tx *bolt.Tx) error {
+// checkLayout checks the version and buckets of a file; fresh is true for
+// a file without any bucket.
+func checkLayout(tx *bolt.Tx) (fresh bool, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		if len(bucketNames(tx)) > 0 {
-			return errFormat
+		if names := bucketNames(tx); len(names) > 0 {
+			return false, fmt.Errorf("%w (buckets %q)", errFormat, names)
 		}
-		for _, name := range [][]byte{bucketMeta, bucketSessions, bucketEnded} {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyVersion, []byte(formatVersion))
+		return true, nil
 	}
 	if v := meta.Get(keyVersion); string(v) != formatVersion {
-		return fmt.Errorf("%w (found version %q)", errFormat, v)
+		return false, fmt.Errorf("%w (found version %q)", errFormat, v)
 	}
 	for _, name := range [][]byte{bucketSessions, bucketEnded} {
 		if tx.Bucket(name) == nil {
-			return fmt.Errorf("%w (bucket %s missing)", errFormat, name)
+			return false, fmt.Errorf("%w (bucket %s missing)", errFormat, name)
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// createLayout creates the buckets of a new file.
+func createLayout(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketMeta, bucketSessions, bucketEnded} {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyVersion, []byte(formatVersion))
 }
 
 func bucketNames(tx *bolt.Tx) []string {
@@ -121,31 +183,44 @@ func bucketNames(tx *bolt.Tx) []string {
 	return names
 }
 
-// load reads the state; nil for a file without any.
-func (s *Store) load(tx *bolt.Tx) (*broker.State, error) {
+// syncDir makes a new or renamed entry of dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// load reads the state and the lab record's JSON (nil: none).
+func load(tx *bolt.Tx) (*broker.State, []byte, error) {
 	meta := tx.Bucket(bucketMeta)
 	st := &broker.State{}
 	if v := meta.Get(keyEpoch); v != nil {
 		if len(v) != 8 {
-			return nil, fmt.Errorf("%w (bad epoch)", errFormat)
+			return nil, nil, fmt.Errorf("%w (bad epoch)", errFormat)
 		}
 		st.LastEpoch = binary.BigEndian.Uint64(v)
 	}
-	if v := meta.Get(keyEndedSeq); len(v) == 8 {
-		s.endedSeq = binary.BigEndian.Uint64(v)
+	if v := meta.Get(keyPaused); v != nil {
+		if len(v) != 1 || v[0] > 1 {
+			return nil, nil, fmt.Errorf("%w (bad paused flag)", errFormat)
+		}
+		st.Paused = v[0] == 1
 	}
-	st.Paused = len(meta.Get(keyPaused)) == 1 && meta.Get(keyPaused)[0] == 1
 	if v := meta.Get(keyQuarantine); v != nil {
 		st.Quarantine = &broker.Quarantine{}
 		if err := json.Unmarshal(v, st.Quarantine); err != nil {
-			return nil, fmt.Errorf("quarantine: %w", err)
+			return nil, nil, fmt.Errorf("quarantine: %w", err)
 		}
 	}
+	var labJSON []byte
 	if v := meta.Get(keyLab); v != nil {
-		s.lab = &lab.Record{}
-		if err := json.Unmarshal(v, s.lab); err != nil {
-			return nil, fmt.Errorf("lab record: %w", err)
+		if err := json.Unmarshal(v, new(lab.Record)); err != nil {
+			return nil, nil, fmt.Errorf("lab record: %w", err)
 		}
+		labJSON = bytes.Clone(v) // v lives only as long as tx
 	}
 	err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 		var ss broker.SavedSession
@@ -159,9 +234,12 @@ func (s *Store) load(tx *bolt.Tx) (*broker.State, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	err = tx.Bucket(bucketEnded).ForEach(func(k, v []byte) error {
+		if len(k) != 8 {
+			return fmt.Errorf("%w (bad ended session key %x)", errFormat, k)
+		}
 		var e broker.Ended
 		if err := json.Unmarshal(v, &e); err != nil {
 			return fmt.Errorf("ended session %x: %w", k, err)
@@ -170,10 +248,10 @@ func (s *Store) load(tx *bolt.Tx) (*broker.State, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(st.Ended) > broker.EndedMemory {
 		st.Ended = st.Ended[len(st.Ended)-broker.EndedMemory:]
 	}
-	return st, nil
+	return st, labJSON, nil
 }

@@ -6,8 +6,11 @@
 // Changes are buffered in order and written by one goroutine in group
 // commits: everything handed over while a commit runs goes into the next
 // one, so many clients waiting for their change to be durable (Sync) share
-// one fsync. A commit that fails (a full disk) is retried with backoff;
-// meanwhile Err reports it and Sync returns it.
+// one fsync. A commit that fails (a full disk) keeps its changes, in
+// order, and is retried with backoff, or at once when a new change
+// arrives; meanwhile Err reports the failure and Sync returns it. The
+// changes buffered while commits fail are bounded (maxBacklog): beyond
+// that the store gives up saving until a restart.
 package store
 
 import (
@@ -27,7 +30,9 @@ import (
 )
 
 // Bucket and key names of the file. formatVersion changes only with an
-// incompatible layout; a file of another version is moved aside.
+// incompatible layout; a file of another version is moved aside. The ended
+// bucket is keyed by a big-endian sequence number, consecutive and oldest
+// first.
 var (
 	bucketMeta     = []byte("meta")
 	bucketSessions = []byte("sessions")
@@ -38,7 +43,6 @@ var (
 	keyPaused     = []byte("paused")
 	keyQuarantine = []byte("quarantine")
 	keyLab        = []byte("lab")
-	keyEndedSeq   = []byte("ended_seq")
 )
 
 const formatVersion = "1"
@@ -50,14 +54,17 @@ const (
 	// maxBacklog bounds the changes kept while commits fail; beyond it
 	// the store gives up saving (the file is then stale until a restart
 	// writes afresh).
-	maxBacklog = 1 << 20
+	maxBacklog = 1 << 17
 	// labSaveTimeout bounds how long a lab record save waits to be
 	// durable.
 	labSaveTimeout = 30 * time.Second
-	// trimEvery is how many ends are added between trims of the ended
-	// sessions to broker.EndedMemory.
-	trimEvery = 500
 )
+
+// ErrClosed is returned by Sync (and the lab record's Save and Delete)
+// for changes Close left unsaved: those handed over after Close, and
+// those its last commit failed to write (then together with that
+// commit's error).
+var ErrClosed = errors.New("state store closed")
 
 // op is one buffered change.
 type op func(tx *bolt.Tx) error
@@ -68,25 +75,34 @@ type Store struct {
 	db  *bolt.DB
 	log *slog.Logger
 
-	mu        sync.Mutex
-	lab       *lab.Record // the lab record, as last loaded or saved
-	pending   []op
-	appended  uint64        // changes handed over
-	committed uint64        // changes durable
-	attempted uint64        // changes the last commit attempt covered
-	err       error         // the last commit's error; nil once one succeeds
-	gaveUp    bool          // the backlog overflowed: nothing more is saved
-	closed    bool          // Close was called
-	changed   chan struct{} // closed after every commit attempt
-	kick      chan struct{} // 1-buffered: there is something to commit
-	done      chan struct{} // the writer has returned
-	endedSeq  uint64        // number of the last ended session stored (writer only)
+	// Changes are numbered in call order from 1: 1..committed are
+	// durable; the next ones are the batch a commit is writing (if any),
+	// then pending. Changes refused after Close or giving up are counted
+	// in appended but never saved: Sync reports them.
+	mu         sync.Mutex
+	pending    []op
+	appended   uint64        // changes handed over (including refused ones)
+	committed  uint64        // changes durable
+	attempted  uint64        // changes the last commit attempt covered
+	err        error         // the last commit's error; nil once one succeeds
+	gaveUp     bool          // the backlog overflowed: nothing more is saved
+	closed     bool          // Close was called: changes are refused
+	stopped    bool          // the writer has returned: nothing more is committed
+	labJSON    []byte        // the lab record last handed over; nil: none
+	changed    chan struct{} // closed after every commit attempt
+	kick       chan struct{} // 1-buffered: there is something to commit
+	done       chan struct{} // the writer has returned
+	maxBacklog int           // maxBacklog; lowered by tests
+	// failCommit, set by tests, is called in every commit; an error
+	// fails the commit.
+	failCommit func() error
 }
 
 var _ broker.Store = (*Store)(nil)
 
 // Unavailable returns a Store that saves nothing and reports err, for a
-// server that runs on although its state file cannot be opened.
+// server that runs on although its state file cannot be opened. Its
+// Close does nothing.
 func Unavailable(err error) *Store {
 	s := &Store{err: err, gaveUp: true, changed: make(chan struct{}), done: make(chan struct{})}
 	close(s.done)
@@ -97,32 +113,40 @@ func (s *Store) start() {
 	s.changed = make(chan struct{})
 	s.kick = make(chan struct{}, 1)
 	s.done = make(chan struct{})
+	s.maxBacklog = maxBacklog
 	go s.writer()
 }
 
-// append buffers a change and wakes the writer.
+// append buffers a change and wakes the writer. A refused change (after
+// Close, or once the store gave up) is counted, so that Sync reports it.
 func (s *Store) append(o op) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.appended++
 	if s.gaveUp || s.closed {
 		return
 	}
-	if len(s.pending) >= maxBacklog {
+	if len(s.pending) >= s.maxBacklog {
 		s.gaveUp = true
 		s.pending = nil
-		s.err = fmt.Errorf("gave up saving after %d unsaved changes (last error: %v); the state file is stale until a restart", maxBacklog, s.err)
+		gaveUp := fmt.Errorf("gave up saving after %d unsaved changes; the state file is stale until a restart", s.maxBacklog)
+		if s.err != nil {
+			gaveUp = fmt.Errorf("%w: %w", gaveUp, s.err)
+		}
+		s.err = gaveUp
 		s.log.Error("State store gave up saving", "err", s.err)
 		return
 	}
 	s.pending = append(s.pending, o)
-	s.appended++
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// writer commits the buffered changes in batches until Close.
+// writer commits the buffered changes in batches until Close. A failed
+// commit is retried after a backoff, or at once when a new change (or
+// Close) arrives, so that a freed disk is used by the next change.
 func (s *Store) writer() {
 	defer close(s.done)
 	backoff := retryFirst
@@ -133,33 +157,31 @@ func (s *Store) writer() {
 			<-s.kick
 			s.mu.Lock()
 		}
-		if len(s.pending) == 0 && s.closed {
+		if len(s.pending) == 0 {
+			s.stopLocked()
 			s.mu.Unlock()
 			return
 		}
-		batch, upto := s.pending, s.appended
+		batch, hook := s.pending, s.failCommit
 		s.pending = nil
 		s.mu.Unlock()
 
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, o := range batch {
-				if err := o(tx); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err := s.commit(batch, hook)
 
 		s.mu.Lock()
+		upto := s.committed + uint64(len(batch))
 		s.attempted = upto
-		if err == nil {
+		switch {
+		case err == nil:
 			s.committed = upto
-			if s.err != nil {
+			if s.err != nil && !s.gaveUp {
 				s.log.Info("State store saves again")
+				s.err = nil
 			}
-			s.err = nil
 			backoff = retryFirst
-		} else {
+		case s.gaveUp:
+			// The backlog overflowed meanwhile: this batch is dropped too.
+		default:
 			if s.err == nil {
 				s.log.Error("Cannot save the state; retrying", "err", err, "changes", len(batch))
 			}
@@ -168,18 +190,21 @@ func (s *Store) writer() {
 			s.pending = append(batch, s.pending...)
 		}
 		closed := s.closed
+		if err != nil && closed {
+			s.stopLocked() // Close does not wait out a failing disk
+		}
 		close(s.changed)
 		s.changed = make(chan struct{})
 		s.mu.Unlock()
 
 		if err != nil {
 			if closed {
-				return // Close does not wait out a failing disk
+				return
 			}
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
-			case <-s.kick: // new changes, or Close: try again now
+			case <-s.kick:
 				t.Stop()
 			}
 			backoff = min(2*backoff, retryMax)
@@ -187,17 +212,50 @@ func (s *Store) writer() {
 	}
 }
 
-// Sync blocks until every change handed over before the call is durable,
-// a commit covering them failed (its error is returned), or ctx ends.
+// stopLocked records that the writer returns and wakes Sync callers.
+func (s *Store) stopLocked() {
+	s.stopped = true
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// commit writes a batch in one transaction (one fsync).
+func (s *Store) commit(batch []op, hook func() error) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if hook != nil {
+			if err := hook(); err != nil {
+				return err
+			}
+		}
+		for _, o := range batch {
+			if err := o(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Sync blocks until every change handed over before the call is durable.
+// It returns early with the error of a failed commit that covered them
+// (they stay buffered and are retried), with ErrClosed if Close stopped
+// the store before they were saved, or with ctx's error.
 func (s *Store) Sync(ctx context.Context) error {
 	s.mu.Lock()
 	target := s.appended
 	for {
-		if s.committed >= target {
+		switch {
+		case s.committed >= target:
 			s.mu.Unlock()
 			return nil
-		}
-		if s.gaveUp || (s.err != nil && s.attempted >= target) {
+		case s.stopped:
+			err := s.err
+			s.mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrClosed, err)
+			}
+			return ErrClosed
+		case s.gaveUp || (s.err != nil && s.attempted >= target):
 			err := s.err
 			s.mu.Unlock()
 			return err
@@ -220,7 +278,11 @@ func (s *Store) Err() error {
 	return s.err
 }
 
-// Close commits what is buffered (one attempt) and closes the file.
+// Close commits what is buffered and closes the file. It blocks until a
+// commit in progress ends and for one more attempt at most: with a failing
+// disk it returns the commit's error, without waiting for a retry, and the
+// buffered changes are lost. Changes handed over later are refused (Sync
+// reports ErrClosed). Later calls return nil at once.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -286,47 +348,50 @@ func (s *Store) PutQuarantine(q *broker.Quarantine) {
 // broker.EndedMemory ends.
 func (s *Store) AddEnded(e broker.Ended) {
 	data := mustJSON(e)
-	s.append(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEnded)
-		s.endedSeq++
-		if err := b.Put(u64(s.endedSeq), data); err != nil {
-			return err
+	s.append(func(tx *bolt.Tx) error { return addEnded(tx.Bucket(bucketEnded), data) })
+}
+
+// addEnded stores an end under the number after the newest and drops the
+// one that falls out of the memory. The number is read in the
+// transaction, so a commit that fails and is retried numbers it again
+// from what is on disk.
+func addEnded(b *bolt.Bucket, data []byte) error {
+	b.FillPercent = 0.9 // appends only: fill pages instead of splitting them in half
+	seq := uint64(1)
+	if k, _ := b.Cursor().Last(); k != nil {
+		if len(k) != 8 {
+			return fmt.Errorf("%w (bad ended session key %x)", errFormat, k)
 		}
-		if err := tx.Bucket(bucketMeta).Put(keyEndedSeq, u64(s.endedSeq)); err != nil {
-			return err
-		}
-		// Trim now and then, oldest first.
-		if s.endedSeq%trimEvery != 0 {
-			return nil
-		}
-		n := b.Stats().KeyN
-		c := b.Cursor()
-		for k, _ := c.First(); k != nil && n > broker.EndedMemory; k, _ = c.Next() {
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			n--
-		}
+		seq = binary.BigEndian.Uint64(k) + 1
+	}
+	if err := b.Put(u64(seq), data); err != nil {
+		return err
+	}
+	if seq <= broker.EndedMemory {
 		return nil
-	})
+	}
+	return b.Delete(u64(seq - broker.EndedMemory))
 }
 
 // LabRecords returns the lab record half of the store, for
-// lab.Config.Records: Load gives the record the file held when it was
-// opened; Save and Delete return once the change is durable (a record must
-// be on disk before `netlab up` runs, so a crash can be recovered).
+// lab.Config.Records: Load gives the record last handed to Save (at
+// first, the one the file held when it was opened); Save and Delete block
+// until the change is durable (a record must be on disk before `netlab
+// up` runs, so a crash can be recovered), at most labSaveTimeout, and
+// return the error of a failed commit.
 func (s *Store) LabRecords() lab.RecordStore { return labRecords{s} }
 
 type labRecords struct{ s *Store }
 
 func (r labRecords) Load() (*lab.Record, error) {
 	r.s.mu.Lock()
-	defer r.s.mu.Unlock()
-	if r.s.lab == nil {
+	data := r.s.labJSON
+	r.s.mu.Unlock()
+	if data == nil {
 		return nil, nil
 	}
 	var rec lab.Record
-	if err := json.Unmarshal(mustJSON(r.s.lab), &rec); err != nil { // a deep copy
+	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("load lab record: %w", err)
 	}
 	return &rec, nil
@@ -335,18 +400,24 @@ func (r labRecords) Load() (*lab.Record, error) {
 func (r labRecords) Save(rec lab.Record) error {
 	data := mustJSON(rec)
 	r.s.mu.Lock()
-	r.s.lab = &rec
+	r.s.labJSON = data
 	r.s.mu.Unlock()
 	r.s.append(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyLab, data) })
-	return r.sync()
+	if err := r.sync(); err != nil {
+		return fmt.Errorf("save lab record: %w", err)
+	}
+	return nil
 }
 
 func (r labRecords) Delete() error {
 	r.s.mu.Lock()
-	r.s.lab = nil
+	r.s.labJSON = nil
 	r.s.mu.Unlock()
 	r.s.append(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyLab) })
-	return r.sync()
+	if err := r.sync(); err != nil {
+		return fmt.Errorf("delete lab record: %w", err)
+	}
+	return nil
 }
 
 func (r labRecords) sync() error {
