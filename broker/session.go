@@ -206,6 +206,16 @@ func (b *Broker) Touch(id string) (Session, error) {
 	return b.describe(info, time.Now()), nil
 }
 
+// Refresh refreshes a session like Touch without describing it (no wait
+// estimate, which takes the queue's head and the hold average): for
+// heartbeats, which answer nothing about the session.
+func (b *Broker) Refresh(id string) error {
+	if _, err := b.q.Touch(id); err != nil {
+		return b.gone(id)
+	}
+	return nil
+}
+
 // Wait blocks until the session's status or position differs from last's,
 // or until ctx ends (then it returns the session as it is, no error), and
 // refreshes the session before it returns. It fails as soon as the session

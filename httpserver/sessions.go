@@ -216,7 +216,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !s.ownSession(w, r, id) {
 		return
 	}
-	if _, err := s.b.Touch(id); err != nil {
+	if err := s.b.Refresh(id); err != nil {
 		s.sessionError(w, err)
 		return
 	}

@@ -13,7 +13,8 @@ import (
 
 // benchStack is the serve role's stack (remotelabd's wiring, logs at
 // INFO, no store) with a holder and 1 000 waiters, for benchmarks of the
-// request path without the network.
+// request path without the network. One earlier holder has left, so the
+// answers carry wait estimates, as on a server that has served anyone.
 func benchStack(b *testing.B) (*serveStack, []string) {
 	b.Helper()
 	s, err := newServeStack("", 0, io.Discard)
@@ -21,7 +22,7 @@ func benchStack(b *testing.B) (*serveStack, []string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close(context.Background()) })
-	ids := make([]string, 1001)
+	ids := make([]string, 1002)
 	for i := range ids {
 		sess, err := s.b.Join(broker.Meta{Owner: "127.0.0.1", Client: "127.0.0.1:40000"})
 		if err != nil {
@@ -29,7 +30,13 @@ func benchStack(b *testing.B) (*serveStack, []string) {
 		}
 		ids[i] = sess.ID
 	}
-	return s, ids[1:]
+	if err := s.b.Leave(ids[0]); err != nil {
+		b.Fatal(err)
+	}
+	if sess, err := s.b.Session(ids[2]); err != nil || !sess.HasEstimate {
+		b.Fatalf("a waiter has no wait estimate (%v)", err)
+	}
+	return s, ids[2:]
 }
 
 // discardWriter is a ResponseWriter that keeps only the status code.

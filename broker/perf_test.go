@@ -1,9 +1,12 @@
 package broker_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -45,4 +48,30 @@ func TestRestoreKeepsTheOrderOfConcurrentJoins(t *testing.T) {
 		}
 	}
 	assert.Zero(t, swapped, "sessions out of their queue order after the restore")
+}
+
+// TestRefreshKeepsASessionAlive: Refresh (a heartbeat) restarts the idle
+// clock like Touch, and reports a session that is gone as Touch does.
+func TestRefreshKeepsASessionAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil, func(c *broker.Config) { c.ActiveTTL = 90 * time.Second })
+		a := e.join("alice")
+		for range 3 {
+			time.Sleep(60 * time.Second)
+			require.NoError(t, e.b.Refresh(a.ID))
+		}
+		synctest.Wait()
+		got, err := e.b.Session(a.ID)
+		require.NoError(t, err, "alive after 180 s with a refresh every 60 s")
+		assert.Equal(t, a.ID, got.ID)
+
+		time.Sleep(91 * time.Second)
+		synctest.Wait()
+		err = e.b.Refresh(a.ID)
+		var ended *broker.EndedError
+		require.ErrorAs(t, err, &ended)
+		assert.Equal(t, "expired", ended.Session.Outcome)
+		assert.True(t, errors.Is(e.b.Refresh("no-such-session"), broker.ErrNotFound))
+		e.close()
+	})
 }
