@@ -46,8 +46,10 @@ func (v *viewer) gotAt(k int) time.Time {
 // 300–400 ms apart, alternately a join (with a label only it has) and the
 // head leaving (the next session becomes the holder). For each change it
 // measures the time from the change's answer to the last viewer holding a
-// document that shows it. Then it measures GET /queue with the queue
-// still that long.
+// document that shows it. Then cfg.EventBursts times two joins back to
+// back, each followed by a quiet second: every viewer must get a document
+// with the second join (else the update was lost). Last it measures GET
+// /queue with the queue still that long.
 func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 	cfg := e.cfg
 	srv, err := e.remotelabd(ctx)
@@ -74,7 +76,10 @@ func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 		queue[pos[i]] = id
 	}
 
-	changes := make([]change, cfg.EventChanges)
+	// The spaced changes, then the bursts: the second join of each
+	// burst is measured.
+	spaced := cfg.EventChanges
+	changes := make([]change, spaced+cfg.EventBursts)
 	var current atomic.Int64 // the change the viewers look for; -1 none
 	current.Store(-1)
 	viewers := make([]*viewer, cfg.Viewers)
@@ -105,18 +110,26 @@ func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 	}
 	ready.Wait()
 
-	for k := range changes {
+	join := func(k int, tag string) error {
+		s, err := c.createWith(ctx, api.SessionRequest{Labels: map[string]string{"mark": tag}})
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		if k >= 0 {
+			changes[k].answered = time.Now()
+		}
+		queue = append(queue, s.SessionID)
+		return nil
+	}
+	for k := range spaced {
 		_ = clock.Sleep(ctx, eventSpacing+rand.N(100*time.Millisecond))
 		if k%2 == 0 {
 			tag := fmt.Sprintf("change-%d", k)
 			changes[k].marker = []byte(`{"mark":"` + tag + `"}`)
 			current.Store(int64(k))
-			s, err := c.createWith(ctx, api.SessionRequest{Labels: map[string]string{"mark": tag}})
-			if err != nil {
-				return fmt.Errorf("join: %w", err)
+			if err := join(k, tag); err != nil {
+				return err
 			}
-			changes[k].answered = time.Now()
-			queue = append(queue, s.SessionID)
 		} else {
 			next := queue[1]
 			changes[k].marker = []byte(`"holder":{"id":"` + api.ShortID(next) + `"`)
@@ -128,29 +141,55 @@ func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 			queue = queue[1:]
 		}
 	}
-	// The last change's event has at most a second to arrive.
-	deadline := time.Now().Add(time.Second)
-	for !allGot(viewers, len(changes)-1) && time.Now().Before(deadline) {
-		_ = clock.Sleep(ctx, 10*time.Millisecond)
+	// awaitAll gives change k at most a second to reach every viewer.
+	awaitAll := func(k int) {
+		deadline := time.Now().Add(time.Second)
+		for !allGot(viewers, k) && time.Now().Before(deadline) {
+			_ = clock.Sleep(ctx, 10*time.Millisecond)
+		}
+	}
+	if spaced > 0 {
+		awaitAll(spaced - 1)
+	}
+	// Bursts: two joins back to back after a quiet time, so the second
+	// one's change comes while the server builds or sends the document
+	// of the first. With no change after it, a document that never
+	// shows it is a lost update.
+	for k := spaced; k < len(changes); k++ {
+		_ = clock.Sleep(ctx, eventSpacing+rand.N(100*time.Millisecond))
+		tag := fmt.Sprintf("burst-%d", k)
+		changes[k].marker = []byte(`{"mark":"` + tag + `"}`)
+		current.Store(int64(k))
+		if err := join(-1, tag+"-first"); err != nil {
+			return err
+		}
+		if err := join(k, tag); err != nil {
+			return err
+		}
+		awaitAll(k)
 	}
 	current.Store(-1)
 	stopViewers()
 	wg.Wait()
 
-	var joins, leaves, all []time.Duration
-	missed, late := 0, 0
+	var joins, leaves, all, bursts []time.Duration
+	missed, late, lost := 0, 0, 0
 	for k, ch := range changes {
 		var last time.Time
 		for _, v := range viewers {
 			at := v.gotAt(k)
 			if at.IsZero() {
-				missed++
+				if k >= spaced {
+					lost++
+				} else {
+					missed++
+				}
 				continue
 			}
 			if at.After(last) {
 				last = at
 			}
-			if k+1 < len(changes) && !at.Before(changes[k+1].answered) {
+			if k+1 < spaced && !at.Before(changes[k+1].answered) {
 				late++ // only the next change's document showed it
 			}
 		}
@@ -158,6 +197,11 @@ func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 			continue
 		}
 		d := max(last.Sub(ch.answered), 0) // a viewer may see it before the answer arrives
+		switch {
+		case k >= spaced:
+			bursts = append(bursts, d)
+			continue
+		}
 		all = append(all, d)
 		if k%2 == 0 {
 			joins = append(joins, d)
@@ -169,10 +213,15 @@ func runEvents(ctx context.Context, e *env, r *scenarioReport) error {
 	r.add("  a join", "%s", summarize(joins))
 	r.add("  the head leaving", "%s", summarize(leaves))
 	r.add("setup", "%d waiting sessions, %d viewers on GET /events, %d changes spaced %s–%s",
-		cfg.EventWaiters, cfg.Viewers, len(changes), eventSpacing, eventSpacing+100*time.Millisecond)
-	r.add("(viewer, change) pairs first shown by the next change's document", "%d of %d", late, len(viewers)*(len(changes)-1))
+		cfg.EventWaiters, cfg.Viewers, spaced, eventSpacing, eventSpacing+100*time.Millisecond)
+	r.add("(viewer, change) pairs first shown by the next change's document", "%d of %d", late, len(viewers)*max(spaced-1, 0))
+	r.add("second of two joins back to back → last viewer", "%s (%d bursts; %d (viewer, burst) pairs never shown within 1 s)",
+		summarize(bursts), len(changes)-spaced, lost)
 	if missed > 0 {
 		r.violate("%d (viewer, change) pairs never received the change's document", missed)
+	}
+	if lost > 0 {
+		r.violate("lost update: %d (viewer, burst) pairs never received the second join's document (no change followed it for 1 s)", lost)
 	}
 	if viewErr != nil {
 		r.violate("a viewer's stream failed: %v", viewErr)

@@ -83,6 +83,7 @@ type config struct {
 	EventWaiters int // events: waiting sessions
 	Viewers      int // events: GET /events streams
 	EventChanges int // events: changes measured
+	EventBursts  int // events: back-to-back pairs of joins checked for lost updates
 	QueueGets    int // events: GET /queue requests measured
 
 	FloodDuration time.Duration // flood: how long the creators flood
@@ -111,7 +112,7 @@ func fullConfig() config {
 		KillTTL:         2 * time.Second,
 		HostileDuration: 10 * time.Second, HostileRate: 40, RSSBound: 128,
 		Rounds: 5, Phase: 2 * time.Second,
-		EventWaiters: 1000, Viewers: 100, EventChanges: 40, QueueGets: 200,
+		EventWaiters: 1000, Viewers: 100, EventChanges: 40, EventBursts: 20, QueueGets: 200,
 		FloodDuration: 20 * time.Second, FloodWorkers: 32, FloodCap: 10000,
 		PersistWorkers: 64, RestartSessions: 10000,
 		KillRounds: 50, KillClients: 8,
@@ -154,7 +155,7 @@ func tinyConfig() config {
 	c.KillTTL = 3 * time.Second
 	c.HostileDuration, c.HostileRate = 1500*time.Millisecond, 10
 	c.Rounds, c.Phase = 2, 250*time.Millisecond
-	c.EventWaiters, c.Viewers, c.EventChanges, c.QueueGets = 200, 10, 6, 20
+	c.EventWaiters, c.Viewers, c.EventChanges, c.EventBursts, c.QueueGets = 200, 10, 6, 3, 20
 	c.FloodDuration, c.FloodWorkers, c.FloodCap = time.Second, 4, 300
 	c.PersistWorkers, c.RestartSessions = 16, 500
 	c.KillRounds, c.KillClients = 5, 4
@@ -204,6 +205,7 @@ func run(args []string) int {
 	fs.IntVar(&cfg.EventWaiters, "event-waiters", cfg.EventWaiters, "events: waiting sessions")
 	fs.IntVar(&cfg.Viewers, "viewers", cfg.Viewers, "events: GET /events viewers")
 	fs.IntVar(&cfg.EventChanges, "event-changes", cfg.EventChanges, "events: changes measured (spaced over 250 ms)")
+	fs.IntVar(&cfg.EventBursts, "event-bursts", cfg.EventBursts, "events: pairs of back-to-back joins checked for lost updates")
 	fs.IntVar(&cfg.QueueGets, "queue-gets", cfg.QueueGets, "events: GET /queue requests measured")
 	fs.DurationVar(&cfg.FloodDuration, "flood-duration", cfg.FloodDuration, "flood: how long the creators flood each server")
 	fs.IntVar(&cfg.FloodWorkers, "flood-workers", cfg.FloodWorkers, "flood: concurrent creators")
@@ -416,6 +418,7 @@ func mergeExplicit(short, cfg config, set map[string]bool) config {
 	pick("event-waiters", &short.EventWaiters, &cfg.EventWaiters)
 	pick("viewers", &short.Viewers, &cfg.Viewers)
 	pick("event-changes", &short.EventChanges, &cfg.EventChanges)
+	pick("event-bursts", &short.EventBursts, &cfg.EventBursts)
 	pick("queue-gets", &short.QueueGets, &cfg.QueueGets)
 	pick("flood-duration", &short.FloodDuration, &cfg.FloodDuration)
 	pick("flood-workers", &short.FloodWorkers, &cfg.FloodWorkers)
