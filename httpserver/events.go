@@ -52,11 +52,12 @@ func (h *eventHub) close() {
 func (h *eventHub) pump() {
 	defer close(h.done)
 	var last time.Time
+	changed := h.s.b.Changed()
 	for {
 		select {
 		case <-h.stop:
 			return
-		case <-h.s.b.Changed():
+		case <-changed:
 		}
 		if wait := eventInterval - time.Since(last); wait > 0 {
 			t := time.NewTimer(wait)
@@ -68,6 +69,9 @@ func (h *eventHub) pump() {
 			}
 		}
 		last = time.Now()
+		// Wait for the next change from before the document is built: a
+		// change made while it is built or sent must not be missed.
+		changed = h.s.b.Changed()
 		if h.viewers() > 0 {
 			h.publish(h.document())
 		}
