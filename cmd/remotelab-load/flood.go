@@ -78,6 +78,7 @@ func floodOn(ctx context.Context, e *env, r *scenarioReport, srv *server, limit 
 		}
 	})
 	var created, full atomic.Int64
+	var filled atomic.Int64 // ns after t0 of the first 429
 	var mu sync.Mutex
 	floodErrs := map[string]int{}
 	t0 := time.Now()
@@ -90,7 +91,9 @@ func floodOn(ctx context.Context, e *env, r *scenarioReport, srv *server, limit 
 					created.Add(1)
 				case fctx.Err() != nil:
 				case statusOf(err) == http.StatusTooManyRequests:
-					full.Add(1)
+					if full.Add(1) == 1 {
+						filled.Store(int64(time.Since(t0)))
+					}
 				default:
 					mu.Lock()
 					floodErrs[classify(err)]++
@@ -105,8 +108,12 @@ func floodOn(ctx context.Context, e *env, r *scenarioReport, srv *server, limit 
 	h, herr := c.health(ctx)
 
 	n := created.Load()
-	r.add(name+": sessions created", "%d in %s (%.0f/s, %d workers), then %d × 429", n, fmtDur(elapsed),
-		float64(n)/elapsed.Seconds(), cfg.FloodWorkers, full.Load())
+	fill := elapsed
+	if f := filled.Load(); f > 0 {
+		fill = time.Duration(f)
+	}
+	r.add(name+": sessions created", "%d in %s (%.0f/s, %d workers); then %d × 429 in %s", n, fmtDur(fill),
+		float64(n)/fill.Seconds(), cfg.FloodWorkers, full.Load(), fmtDur(elapsed-fill))
 	r.add(name+": holder status poll during the flood", "%s (every %s)", summarize(polls), holderPollEvery)
 	r.add(name+": server RSS", "%s before → %s at the end (peak %s) with %d sessions", fmtMiB(rss0), fmtMiB(rss), fmtMiB(hwm), n+1)
 	if len(pollErrs) > 0 {
