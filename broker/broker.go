@@ -173,13 +173,11 @@ type Broker struct {
 	cancel context.CancelFunc
 	loops  sync.WaitGroup
 
-	// joinMu makes a Join's limit checks and the join one step.
-	joinMu  sync.Mutex
-	seq     atomic.Uint64 // join order, persisted with each session
-	owners  ownerCounts
-	ended   endedLog
-	health  health
-	changes notifier
+	seq       atomic.Uint64 // join order, persisted with each session
+	admission admission
+	ended     endedLog
+	health    health
+	changes   notifier
 }
 
 // New returns a Broker and creates its lab.Manager. It runs no lab work
@@ -216,7 +214,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{cfg: cfg, log: cfg.Logger}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.owners.n = make(map[string]int)
+	b.admission.owners = make(map[string]int)
 	b.ended.byID = make(map[string]uint64)
 	labCfg := cfg.Lab
 	next := labCfg.OnEvent
@@ -333,23 +331,48 @@ func (n *notifier) notify() {
 	}
 }
 
-// ownerCounts counts the sessions of each owner.
-type ownerCounts struct {
-	mu sync.Mutex
-	n  map[string]int
+// admission counts the queue's places, in total and per owner, so that
+// Join can refuse one beyond the limits.
+type admission struct {
+	mu     sync.Mutex
+	total  int
+	owners map[string]int
 }
 
-func (o *ownerCounts) get(owner string) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.n[owner]
+// reserve takes a place for owner, or says which limit is reached (max:
+// the queue's, perOwner: an owner's, 0 for none).
+func (a *admission) reserve(owner string, max, perOwner int) *FullError {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.total >= max:
+		return &FullError{Limit: max}
+	case perOwner > 0 && a.owners[owner] >= perOwner:
+		return &FullError{Owner: owner, Limit: perOwner}
+	}
+	a.total++
+	a.owners[owner]++
+	return nil
 }
 
-func (o *ownerCounts) add(owner string, d int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.n[owner] += d; o.n[owner] <= 0 {
-		delete(o.n, owner)
+// release gives owner's place back.
+func (a *admission) release(owner string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.total--
+	if a.owners[owner]--; a.owners[owner] <= 0 {
+		delete(a.owners, owner)
+	}
+}
+
+// reset counts the places of the given sessions afresh.
+func (a *admission) reset(infos []queue.Info[*session]) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.owners)
+	a.total = len(infos)
+	for _, info := range infos {
+		a.owners[info.Payload.limitOwner]++
 	}
 }
 

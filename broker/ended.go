@@ -3,8 +3,6 @@ package broker
 import (
 	"sync"
 	"time"
-
-	"github.com/remotelab-go/remotelab/queue"
 )
 
 // endedLog remembers the last EndedMemory ended sessions: History lists the
@@ -93,14 +91,4 @@ func (l *endedLog) servedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.served
-}
-
-// reset counts the owners of the given sessions afresh.
-func (o *ownerCounts) reset(infos []queue.Info[*session]) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	clear(o.n)
-	for _, info := range infos {
-		o.n[info.Payload.owner]++
-	}
 }

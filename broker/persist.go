@@ -43,6 +43,9 @@ type SavedSession struct {
 	Seq    uint64            `json:"seq"` // join order
 	Owner  string            `json:"owner"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// LimitOwner is whom the per-owner limit counts it against, when
+	// that is not Owner (see Meta.LimitOwner).
+	LimitOwner string `json:"limit_owner,omitempty"`
 	// Created is when it joined; Promoted when it became active (zero
 	// while waiting) under lease Epoch.
 	Created  time.Time `json:"created_at"`
@@ -74,12 +77,16 @@ type State struct {
 // saved describes a queued session for the Store.
 func saved(info queue.Info[*session]) SavedSession {
 	p := info.Payload
-	return SavedSession{
+	ss := SavedSession{
 		ID: info.ID, Seq: p.seq, Owner: p.owner, Labels: p.labels,
 		Created: info.Joined, Promoted: info.Since, Epoch: info.Epoch,
 		WaitTimeout: info.WaitTimeout, MaxHold: info.MaxHold,
 		Lab: p.labUse(),
 	}
+	if p.limitOwner != p.owner {
+		ss.LimitOwner = p.limitOwner
+	}
+	return ss
 }
 
 // restore builds the queue from st (nil: an empty queue).
@@ -95,7 +102,7 @@ func (b *Broker) restore(st *State) {
 		sessions := slices.Clone(st.Sessions)
 		slices.SortFunc(sessions, func(a, c SavedSession) int { return cmp.Compare(a.Seq, c.Seq) })
 		for _, s := range sessions {
-			p := newSession(s.Seq, s.Owner, s.Labels)
+			p := newSession(s.Seq, s.Owner, s.LimitOwner, s.Labels)
 			if s.Lab != nil {
 				l := *s.Lab
 				p.lab = &l
@@ -122,5 +129,5 @@ func (b *Broker) restore(st *State) {
 	b.q = queue.New(cfg)
 	// Sessions restored twice (a corrupt store) were skipped by the
 	// queue: count owners from what it kept.
-	b.owners.reset(b.q.Snapshot())
+	b.admission.reset(b.q.Snapshot())
 }

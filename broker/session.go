@@ -18,6 +18,11 @@ type Meta struct {
 	// Owner says who the session is for (a token's name, a user@host, a
 	// client address). Required.
 	Owner string
+	// LimitOwner is whom Config.MaxSessionsPerOwner counts the session
+	// against (empty: Owner). An owner a client merely states is its own
+	// word: without authentication the HTTP server passes the client's
+	// address here, so naming other owners does not dodge the limit.
+	LimitOwner string
 	// Labels are free key/value pairs (validated by the caller).
 	Labels map[string]string
 	// WaitTimeout ends the session if it still waits this long after
@@ -93,9 +98,10 @@ func (e Ended) Waited() time.Duration {
 
 // session is the payload of a queue entry.
 type session struct {
-	seq    uint64 // join order
-	owner  string
-	labels map[string]string
+	seq        uint64 // join order
+	owner      string
+	limitOwner string // whom the per-owner limit counts it against
+	labels     map[string]string
 	// ctx is cancelled when the session leaves the queue, which interrupts
 	// its running lab operation.
 	ctx    context.Context
@@ -109,9 +115,12 @@ type session struct {
 	endReason string  // and why
 }
 
-func newSession(seq uint64, owner string, labels map[string]string) *session {
+func newSession(seq uint64, owner, limitOwner string, labels map[string]string) *session {
+	if limitOwner == "" {
+		limitOwner = owner
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{seq: seq, owner: owner, labels: labels, ctx: ctx, cancel: cancel}
+	return &session{seq: seq, owner: owner, limitOwner: limitOwner, labels: labels, ctx: ctx, cancel: cancel}
 }
 
 func (s *session) labUse() *LabUse {
@@ -139,23 +148,20 @@ func (b *Broker) Join(m Meta) (Session, error) {
 	}
 	opts = append(opts, queue.WithMaxHold(hold))
 	labels := maps.Clone(m.Labels)
+	counted := m.LimitOwner
+	if counted == "" {
+		counted = m.Owner
+	}
 
-	b.joinMu.Lock()
-	if n := b.q.Len(); n >= b.cfg.MaxSessions {
-		b.joinMu.Unlock()
-		return Session{}, &FullError{Limit: b.cfg.MaxSessions, RetryAfter: b.retryAfter()}
+	// A place is reserved first, so the join itself (which may promote,
+	// and a promotion waits for the Store) runs without a lock.
+	if err := b.admission.reserve(counted, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
+		err.RetryAfter = b.retryAfter()
+		return Session{}, err
 	}
-	if lim := b.cfg.MaxSessionsPerOwner; lim > 0 && b.owners.get(m.Owner) >= lim {
-		b.joinMu.Unlock()
-		return Session{}, &FullError{Owner: m.Owner, Limit: lim, RetryAfter: b.retryAfter()}
-	}
-	b.owners.add(m.Owner, 1)
-	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, labels), opts...)
+	info, err := b.q.Join(newSession(b.seq.Add(1), m.Owner, counted, labels), opts...)
 	if err != nil {
-		b.owners.add(m.Owner, -1)
-	}
-	b.joinMu.Unlock()
-	if err != nil {
+		b.admission.release(counted)
 		return Session{}, ErrClosed
 	}
 	b.log.Info("Created session", "session", short(info.ID), "position", info.Position,
@@ -184,11 +190,15 @@ func (b *Broker) Session(id string) (Session, error) {
 }
 
 // Touch refreshes a session (any request naming it counts as activity)
-// and returns it.
+// and returns it. An active session's promotion is saved before Touch
+// returns it, so a client told it is active never loses that to a crash.
 func (b *Broker) Touch(id string) (Session, error) {
 	info, err := b.q.Touch(id)
 	if err != nil {
 		return Session{}, b.gone(id)
+	}
+	if info.Status == queue.Active {
+		b.sync(context.Background())
 	}
 	return b.describe(info, time.Now()), nil
 }
@@ -267,10 +277,12 @@ func (b *Broker) gone(id string) error {
 	return ErrNotFound
 }
 
-// describe turns queue info into a Session, with its wait estimate.
+// describe turns queue info into a Session, with its wait estimate (none
+// while draining: nobody is promoted until an admin resumes, so no wait
+// can be foretold).
 func (b *Broker) describe(info queue.Info[*session], now time.Time) Session {
 	s := b.session(info)
-	if info.Status != queue.Waiting || info.Position == 0 {
+	if info.Status != queue.Waiting || info.Position == 0 || b.q.IsPaused() {
 		return s
 	}
 	if avg, ok := b.ended.average(); ok {
@@ -361,7 +373,7 @@ func seconds(d time.Duration) string {
 func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	info, p := rm.Info, rm.Info.Payload
 	p.cancel()
-	b.owners.add(p.owner, -1)
+	b.admission.release(p.limitOwner)
 	if rm.Reason == queue.Closed {
 		// The journal hears nothing of Close: with a Store the session
 		// stays saved, references and all, for the next start; without

@@ -54,7 +54,7 @@ func (b *Broker) Queue() View {
 			v.Holder = &s
 			continue
 		}
-		if hasAvg && v.Holder != nil {
+		if hasAvg && v.Holder != nil && !v.Draining {
 			s.EstimatedWait, s.HasEstimate = estimate(avg, holderActive, info.Position), true
 		}
 		v.Waiting = append(v.Waiting, s)

@@ -92,7 +92,7 @@ func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 func BenchmarkHandover(b *testing.B) {
 	srv := quietServer(b)
 	queued := make(chan struct{}, 1)
-	waiter := srv.Client(client.WithLogger(slog.New(signalHandler{msg: "queued at position 1", ch: queued})))
+	waiter := srv.Client(client.WithLogger(slog.New(signalHandler{msg: "Queued", ch: queued})))
 	ctx := context.Background()
 	head, err := srv.Client().Open(ctx)
 	if err != nil {

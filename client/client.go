@@ -17,9 +17,25 @@
 //	...
 //	defer s.Release(context.Background())
 //
+// Open takes options that tell the server who the session is for and
+// bound it ([WithOwner], [WithLabels], [WithWaitTimeout], [WithMaxHold]),
+// and reports the place in the queue while it waits ([OnProgress]). A
+// client made by [FromEnv] fills in the owner, labels (with the CI job it
+// runs in) and wait timeout from the environment. Against a server with
+// authentication, [WithToken] (or REMOTE_LAB_TOKEN) sends a bearer token.
+//
+// Heartbeats and the wait in the queue ride through a restart of the
+// server: they retry for the ride-through window ([WithRideThrough]). A
+// session that ended on the server (closed, expired, evicted, timed out)
+// ends the Session: [Session.Err] says why, with the server's reason.
+//
 // Errors are typed: server answers are [*Error] values matching sentinels
-// such as [ErrConflict] or [ErrNetlabFailed], failed requests are
-// [*TransportError] values.
+// such as [ErrConflict], [ErrEvicted] or [ErrQueueFull], failed requests
+// are [*TransportError] values.
+//
+// Beyond sessions, a Client reads the server's views ([Client.Queue],
+// [Client.History], [Client.Ready], [Client.Watch]) and, for admins,
+// acts on the host ([Client.Admin]).
 //
 // Tests use package remotelabtest, which wraps all of this into one line
 // per test.
@@ -34,8 +50,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -61,23 +77,16 @@ const (
 	// server cannot tell it about a change: session status polls against
 	// a server without long-poll, and Acquire retries while the lab is busy.
 	DefaultPollInterval = 5 * time.Second
+	// DefaultRideThrough is how long heartbeats and the wait in the queue
+	// keep retrying a server that does not answer (or answers 502, 503,
+	// 504), e.g. while it restarts: the server's default active TTL, after
+	// which it would have ended the session anyway.
+	DefaultRideThrough = 300 * time.Second
 )
 
 // longPollWait is the ?wait= of a status long-poll. The server caps it at
 // 60 s; 30 s stays well clear of proxies' idle timeouts.
 const longPollWait = 30 * time.Second
-
-// Environment variables read by FromEnv.
-const (
-	EnvURL                = "REMOTE_LAB_URL"
-	EnvRequestTimeout     = "REMOTE_LAB_REQUEST_TIMEOUT"
-	EnvSessionTimeout     = "REMOTE_LAB_SESSION_TIMEOUT"
-	EnvAcquisitionTimeout = "REMOTE_LAB_ACQUISITION_TIMEOUT"
-	// EnvHeartbeatInterval is not read by the original client: it lets a
-	// client keep up with a server run with an active TTL shorter than
-	// the default heartbeat interval.
-	EnvHeartbeatInterval = "REMOTE_LAB_HEARTBEAT_INTERVAL"
-)
 
 // Client talks to one remotelab server. It holds no connection state of
 // its own (connections belong to its http.Client), so it needs no Close;
@@ -96,6 +105,9 @@ type config struct {
 	acquisitionTimeout time.Duration
 	heartbeatInterval  time.Duration
 	pollInterval       time.Duration
+	rideThrough        time.Duration
+	token              string       // bearer token; "" for none
+	openDefaults       []OpenOption // applied before each Open's own
 }
 
 func defaultConfig() config {
@@ -107,6 +119,8 @@ func defaultConfig() config {
 		acquisitionTimeout: DefaultAcquisitionTimeout,
 		heartbeatInterval:  DefaultHeartbeatInterval,
 		pollInterval:       DefaultPollInterval,
+		rideThrough:        DefaultRideThrough,
+		openDefaults:       []OpenOption{WithOwner(DefaultOwner())},
 	}
 }
 
@@ -118,6 +132,7 @@ func (c config) validate() error {
 		{"request timeout", c.requestTimeout},
 		{"session timeout", c.sessionTimeout},
 		{"acquisition timeout", c.acquisitionTimeout},
+		{"ride-through window", c.rideThrough},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s must not be negative, got %v", d.name, d.v)
@@ -134,6 +149,22 @@ func (c config) validate() error {
 	}
 	if c.logger == nil {
 		return errors.New("logger must not be nil")
+	}
+	if err := checkToken(c.token); err != nil {
+		return err
+	}
+	if _, err := newOpenConfig(c.openDefaults, nil); err != nil {
+		return fmt.Errorf("session defaults: %w", err)
+	}
+	return nil
+}
+
+// checkToken rejects a token that cannot be sent in a header.
+func checkToken(token string) error {
+	for _, r := range token {
+		if r < 0x21 || r > 0x7e {
+			return errors.New("token must be printable ASCII without spaces")
+		}
 	}
 	return nil
 }
@@ -184,10 +215,32 @@ func WithPollInterval(d time.Duration) Option {
 	return func(c *config) { c.pollInterval = d }
 }
 
+// WithToken makes the client send token as "Authorization: Bearer
+// <token>" on every request, for a server run with --auth-file (default:
+// none; FromEnv reads REMOTE_LAB_TOKEN). The token never appears in logs
+// or in String.
+func WithToken(token string) Option { return func(c *config) { c.token = token } }
+
+// WithRideThrough sets how long heartbeats and the wait in the queue keep
+// retrying while the server does not answer or answers 502, 503 or 504,
+// as during a restart (default 300 s, the server's default active TTL).
+// The retries back off from 1 s, doubling up to 30 s. Zero turns the
+// retries off: the first failure counts.
+func WithRideThrough(d time.Duration) Option { return func(c *config) { c.rideThrough = d } }
+
+// WithOpenDefaults makes opts the defaults of every Open of the client;
+// the options passed to Open apply after them. New's only default is
+// WithOwner(DefaultOwner()); FromEnv's are those of OpenOptionsFromEnv.
+// Invalid defaults (e.g. an owner of 200 characters) make New fail.
+func WithOpenDefaults(opts ...OpenOption) Option {
+	return func(c *config) { c.openDefaults = append(c.openDefaults, opts...) }
+}
+
 // New returns a client of the server at baseURL (e.g.
 // "http://lab1:8000"; a trailing slash is ignored). It fails on a URL
 // that is not absolute http(s) and on invalid options; it does not
-// contact the server.
+// contact the server. It reads no environment variables (FromEnv does):
+// its sessions' owner is DefaultOwner(), "user@hostname".
 func New(baseURL string, opts ...Option) (*Client, error) {
 	cfg := defaultConfig()
 	return newClient(baseURL, cfg, opts)
@@ -223,64 +276,21 @@ func parseBase(baseURL string) (string, error) {
 	return base, nil
 }
 
-// FromEnv returns a client configured from the environment, as the
-// original Python client was:
-//
-//	REMOTE_LAB_URL                  base URL (required; ErrNoURL if unset)
-//	REMOTE_LAB_REQUEST_TIMEOUT      per-call timeout (30)
-//	REMOTE_LAB_SESSION_TIMEOUT      wait for the session to be active (600)
-//	REMOTE_LAB_ACQUISITION_TIMEOUT  one Acquire (600)
-//	REMOTE_LAB_HEARTBEAT_INTERVAL   heartbeat interval (60)
-//
-// Durations are plain seconds ("30", "2.5") or Go durations ("90s",
-// "10m"), read by api.ParseDuration as the server reads ?wait=; anything
-// else is an error. Options override the environment.
-func FromEnv(opts ...Option) (*Client, error) {
-	base := strings.TrimSpace(os.Getenv(EnvURL))
-	if base == "" {
-		return nil, fmt.Errorf("client from env: %w", ErrNoURL)
-	}
-	if _, err := parseBase(base); err != nil {
-		return nil, fmt.Errorf("client from env: %s: %w", EnvURL, err)
-	}
-	cfg := defaultConfig()
-	for _, v := range []struct {
-		name     string
-		dst      *time.Duration
-		positive bool
-	}{
-		{EnvRequestTimeout, &cfg.requestTimeout, false},
-		{EnvSessionTimeout, &cfg.sessionTimeout, false},
-		{EnvAcquisitionTimeout, &cfg.acquisitionTimeout, false},
-		{EnvHeartbeatInterval, &cfg.heartbeatInterval, true},
-	} {
-		s := strings.TrimSpace(os.Getenv(v.name))
-		if s == "" {
-			continue
-		}
-		d, err := api.ParseDuration(s)
-		if err != nil {
-			return nil, fmt.Errorf("client from env: %s: %w", v.name, err)
-		}
-		if v.positive && d == 0 {
-			return nil, fmt.Errorf("client from env: %s=%q: must be positive", v.name, s)
-		}
-		*v.dst = d
-	}
-	c, err := newClient(base, cfg, opts)
-	if err != nil {
-		return nil, fmt.Errorf("client from env: %w", err)
-	}
-	return c, nil
-}
-
 // URL returns the server's base URL, without a trailing slash.
 func (c *Client) URL() string { return c.base }
 
-// String describes the client for logs.
+// String describes the client for logs; it says whether a token is set,
+// never the token.
 func (c *Client) String() string {
-	return fmt.Sprintf("remotelab client of %s (request timeout %v, session timeout %v, acquisition timeout %v, heartbeat every %v)",
+	s := fmt.Sprintf("remotelab client of %s (request timeout %v, session timeout %v, acquisition timeout %v, heartbeat every %v",
 		c.base, c.cfg.requestTimeout, c.cfg.sessionTimeout, c.cfg.acquisitionTimeout, c.cfg.heartbeatInterval)
+	if c.cfg.rideThrough != DefaultRideThrough {
+		s += fmt.Sprintf(", ride-through %v", c.cfg.rideThrough)
+	}
+	if c.cfg.token != "" {
+		s += ", with token"
+	}
+	return s + ")"
 }
 
 // request is one API call.
@@ -291,7 +301,11 @@ type request struct {
 	session     string // X-Session-ID; "" for none
 	body        io.Reader
 	contentType string
+	accept      string        // Accept header; "" for application/json
 	timeout     time.Duration // bound on the call; 0 for the caller's ctx only
+	// alsoOK lists error status codes whose body is decoded into out
+	// like a success (e.g. 503 of /readyz, whose body says why).
+	alsoOK []int
 }
 
 // maxErrorBody bounds how much of an error answer is read.
@@ -306,39 +320,18 @@ func (c *Client) send(ctx context.Context, r request, out any) (int, error) {
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
 		defer cancel()
 	}
-	u := c.base + r.path
-	if len(r.query) > 0 {
-		u += "?" + r.query.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u, r.body)
+	resp, err := c.do(ctx, r)
 	if err != nil {
-		return 0, &TransportError{Method: r.method, Path: r.path, Err: err}
-	}
-	req.Header.Set("User-Agent", userAgent())
-	req.Header.Set("Accept", "application/json")
-	if r.contentType != "" {
-		req.Header.Set("Content-Type", r.contentType)
-	}
-	if r.session != "" {
-		req.Header.Set(api.HeaderSessionID, r.session)
-	}
-	resp, err := c.cfg.httpClient.Do(req)
-	if err != nil {
-		return 0, &TransportError{Method: r.method, Path: r.path, Err: err}
+		return 0, err
 	}
 	defer func() {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		_ = resp.Body.Close()
 	}()
-	if resp.StatusCode >= 300 {
+	if resp.StatusCode >= 300 && !slices.Contains(r.alsoOK, resp.StatusCode) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		return resp.StatusCode, &Error{
-			StatusCode: resp.StatusCode,
-			Detail:     errorDetail(body),
-			Method:     r.method,
-			Path:       r.path,
-		}
+		return resp.StatusCode, newError(r.method, r.path, resp.StatusCode, resp.Header, body)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
@@ -346,6 +339,39 @@ func (c *Client) send(ctx context.Context, r request, out any) (int, error) {
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// do sends r and returns the response, whatever its status; the caller
+// must close its body. A failure is a *TransportError.
+func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
+	u := c.base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, r.body)
+	if err != nil {
+		return nil, &TransportError{Method: r.method, Path: r.path, Err: err}
+	}
+	req.Header.Set("User-Agent", userAgent())
+	accept := r.accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	req.Header.Set("Accept", accept)
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	if r.session != "" {
+		req.Header.Set(api.HeaderSessionID, r.session)
+	}
+	if c.cfg.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.token)
+	}
+	resp, err := c.cfg.httpClient.Do(req)
+	if err != nil {
+		return nil, &TransportError{Method: r.method, Path: r.path, Err: err}
+	}
+	return resp, nil
 }
 
 // userAgent is "remotelab-go/<module version>".

@@ -105,3 +105,41 @@ func ExampleSession_Acquire_errors() {
 	// acquire bad.yml: invalid topology: bad.yml:1:8: nodes must be a mapping or a list
 	// true
 }
+
+// A session names its owner and labels; the queue shows them, and an
+// admin's eviction reaches the session with its reason.
+func ExampleClient_Open_metadata() {
+	url, stop := startServer()
+	defer stop()
+	ctx := context.Background()
+
+	c, _ := client.New(url, client.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := c.Open(ctx, client.WithOwner("alice@ci-3"), client.WithLabels(map[string]string{"job": "https://ci.example/42"}),
+		client.OnProgress(func(p client.Progress) { fmt.Println("status:", p.Status, "position:", p.Position) }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close(ctx)
+
+	q, err := c.Queue(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("holder:", q.Holder.Owner, q.Holder.Labels["job"])
+
+	// The test server runs on loopback, where admin calls need no token.
+	if err := c.Admin().Evict(ctx, s.ID(), "maintenance"); err != nil {
+		log.Fatal(err)
+	}
+	_, err = s.Devices(ctx)
+	var se *client.Error
+	if errors.Is(err, client.ErrEvicted) && errors.As(err, &se) {
+		fmt.Println("evicted:", se.Reason)
+	}
+	fmt.Println(errors.Is(s.Err(), client.ErrEvicted))
+	// Output:
+	// status: active position: 0
+	// holder: alice@ci-3 https://ci.example/42
+	// evicted: evicted by local: maintenance
+	// true
+}

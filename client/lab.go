@@ -100,6 +100,28 @@ func (s *Session) Acquire(ctx context.Context, topologyPath string, opts ...Acqu
 	return s.AcquireBytes(ctx, filepath.Base(topologyPath), data, opts...)
 }
 
+// CheckAcquire checks what Acquire(ctx, topologyPath, opts...) checks
+// before it sends anything, without a session or a request: that the
+// topology file can be read, that its name and content are valid
+// (ErrBadRequest, ErrInvalidTopology), and that the extra files exist and
+// have safe paths. A program that waits in the queue before it acquires
+// calls it first, so that a typo fails at once instead of after the wait.
+func CheckAcquire(topologyPath string, opts ...AcquireOption) error {
+	data, err := os.ReadFile(topologyPath)
+	if err != nil {
+		return fmt.Errorf("acquire: read topology: %w", err)
+	}
+	name := filepath.Base(topologyPath)
+	cfg := acquireConfig{reuse: true}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if _, err := newUpload(name, data, cfg); err != nil {
+		return fmt.Errorf("acquire %s: %w", name, err)
+	}
+	return nil
+}
+
 // AcquireBytes is Acquire for a topology held in memory under the file
 // name name, which must pass topology.CheckTopologyName (a plain file
 // name ending in .yml or .yaml).
@@ -141,7 +163,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 		switch {
 		case err == nil:
 			devices := fromAPIDevices(ans.Devices)
-			s.log.Info(fmt.Sprintf("lab up with %d devices (reused=%v)", len(devices), ans.Reused),
+			s.log.Info("Lab up", "devices", len(devices), "reused", ans.Reused,
 				"topology", name, "took", time.Since(start).Round(time.Millisecond))
 			return devices, ans.Reused, nil
 		case errors.Is(err, ErrBusy) || errors.Is(err, ErrNotActive):
@@ -150,7 +172,7 @@ func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []
 				level = slog.LevelInfo
 			}
 			busy = err
-			s.log.Log(actx, level, "lab busy; retrying", "topology", name, "every", s.c.cfg.pollInterval, "detail", detailOf(err))
+			s.log.Log(actx, level, "Lab busy; retrying", "topology", name, "every", s.c.cfg.pollInterval, "detail", detailOf(err))
 		case busy != nil && actx.Err() != nil:
 			// The time ran out as a retry began.
 			attempts--
@@ -356,12 +378,12 @@ func (s *Session) Release(ctx context.Context) error {
 	}, nil)
 	switch {
 	case err == nil:
-		s.log.Info("lab released")
+		s.log.Info("Lab released")
 		return nil
 	case errors.Is(err, ErrNoLab):
 		return nil
 	case errors.Is(err, ErrNotFound):
-		s.log.Warn("release: the server no longer knows the session; its references are gone", "err", err)
+		s.log.Warn("Release: the server no longer knows the session; its references are gone", "err", err)
 		return nil
 	}
 	return fmt.Errorf("release lab: %w", err)
@@ -381,7 +403,7 @@ func (s *Session) Destroy(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("destroy lab: %w", err)
 	}
-	s.log.Info("lab destroyed", "force", force)
+	s.log.Info("Lab destroyed", "force", force)
 	return nil
 }
 

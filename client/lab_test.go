@@ -464,56 +464,6 @@ func (l *labServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Every status code and detail maps to its sentinel.
-func TestErrorAnswers(t *testing.T) {
-	for _, tc := range []struct {
-		code   int
-		body   string
-		is     error // nil: no sentinel
-		detail string
-	}{
-		{400, `{"detail":"Topology must be a .yml or .yaml file"}`, client.ErrBadRequest, "Topology must be a .yml or .yaml file"},
-		{404, `{"detail":"Session not found"}`, client.ErrNotFound, "Session not found"},
-		{404, `{"detail":"No lab running"}`, client.ErrNoLab, "No lab running"},
-		{409, `{"detail":"Lab still in use"}`, client.ErrConflict, "Lab still in use"},
-		{413, `{"detail":"file too large"}`, client.ErrTooLarge, "file too large"},
-		{422, `{"detail":[{"type":"missing","loc":["header","X-Session-ID"],"msg":"Field required","input":null}]}`,
-			client.ErrBadRequest, "header X-Session-ID: Field required"},
-		{423, `{"detail":"Lab currently busy"}`, client.ErrBusy, "Lab currently busy"},
-		{423, `{"detail":"Session is not active"}`, client.ErrNotActive, "Session is not active"},
-		{500, `Internal Server Error`, nil, "Internal Server Error"},
-		{502, `{"detail":"up lab: netlab up: exit status 1"}`, client.ErrNetlabFailed, "up lab: netlab up: exit status 1"},
-		{503, `{"detail":"Server is shutting down"}`, client.ErrUnavailable, "Server is shutting down"},
-		{504, `{"detail":"up lab: context deadline exceeded"}`, client.ErrNetlabTimeout, "up lab: context deadline exceeded"},
-		{418, ``, nil, ""},
-	} {
-		t.Run(fmt.Sprintf("%d %s", tc.code, tc.detail), func(t *testing.T) {
-			h := &labServer{answer: func(int, *http.Request) (int, string) { return tc.code, tc.body }}
-			s := open(t, fakeClient(t, h))
-			_, err := s.Status(t.Context())
-			var se *client.Error
-			require.ErrorAs(t, err, &se)
-			assert.Equal(t, client.Error{StatusCode: tc.code, Detail: tc.detail, Method: "GET", Path: "/lab"}, *se)
-			all := []error{client.ErrBadRequest, client.ErrNotFound, client.ErrNoLab, client.ErrConflict,
-				client.ErrTooLarge, client.ErrInvalidTopology, client.ErrBusy, client.ErrNotActive,
-				client.ErrNetlabFailed, client.ErrUnavailable, client.ErrNetlabTimeout, client.ErrClosed}
-			for _, sentinel := range all {
-				assert.Equal(t, sentinel == tc.is, errors.Is(err, sentinel), "errors.Is(%v)", sentinel)
-			}
-		})
-	}
-}
-
-func TestErrorText(t *testing.T) {
-	e := &client.Error{StatusCode: 409, Detail: "Lab still in use", Method: "DELETE", Path: "/lab"}
-	assert.Equal(t, "DELETE /lab: 409 Conflict: Lab still in use", e.Error())
-	e = &client.Error{StatusCode: 500, Method: "GET", Path: "/lab"}
-	assert.Equal(t, "GET /lab: 500 Internal Server Error", e.Error())
-	te := &client.TransportError{Method: "GET", Path: "/lab", Err: context.DeadlineExceeded}
-	assert.Equal(t, "GET /lab: context deadline exceeded", te.Error())
-	assert.ErrorIs(t, te, context.DeadlineExceeded)
-}
-
 // A 422 from POST /lab is an invalid topology (the server's parser found
 // what the client's did not, e.g. an older client).
 func TestAcquireInvalidTopologyFromServer(t *testing.T) {

@@ -126,8 +126,8 @@ func TestLongPollPromotion(t *testing.T) {
 		t.Cleanup(func() { require.NoError(t, got.s.Close(context.Background())) })
 		assert.Equal(t, closedAt, got.at, "promotion must not wait for a poll")
 
-		assert.Contains(t, logs.String(), "queued at position 1")
-		assert.Contains(t, logs.String(), "session active after 120.0s")
+		assert.Regexp(t, `msg=Queued .*session=`+got.s.ID()[:8]+` position=1\n`, logs.String())
+		assert.Regexp(t, `msg="Session active" .*session=`+got.s.ID()[:8]+` waited=2m0s\n`, logs.String())
 		for _, r := range rec.requests() {
 			if r.Method == http.MethodGet {
 				assert.Equal(t, "wait=30s", r.Query)
@@ -238,16 +238,22 @@ func TestSessionExpiresWithoutHeartbeats(t *testing.T) {
 
 		_, err = s.Status(context.Background())
 		require.ErrorIs(t, err, client.ErrNotFound)
+		require.ErrorIs(t, err, client.ErrExpired)
 		var se *client.Error
 		require.ErrorAs(t, err, &se)
-		assert.Equal(t, client.Error{StatusCode: 404, Detail: api.DetailSessionNotFound, Method: "GET", Path: "/lab"}, *se)
-		assert.Equal(t, "lab status: GET /lab: 404 Not Found: Session not found", err.Error())
+		assert.Equal(t, client.Error{StatusCode: 404, Detail: api.DetailSessionNotFound, Method: "GET", Path: "/lab",
+			Outcome: api.OutcomeExpired, Reason: "expired: no request for 10 s", EndedAt: se.EndedAt}, *se)
+		assert.False(t, se.EndedAt.IsZero())
+		assert.Equal(t, "lab status: GET /lab: 404 Not Found: Session not found (expired: no request for 10 s)", err.Error())
+		require.ErrorIs(t, s.Err(), client.ErrExpired)
 
-		// Release counts a vanished session as released.
+		// Release counts a vanished session as released; Close has
+		// nothing left to delete.
 		require.NoError(t, s.Release(context.Background()))
 		require.NoError(t, s.Close(context.Background()))
 		require.NoError(t, s.Close(context.Background()))
-		assert.Equal(t, 1, rec.count(http.MethodDelete, "/session/"))
+		assert.Zero(t, rec.count(http.MethodDelete, "/session/"))
+		assert.Equal(t, 1, rec.count(http.MethodGet, "/lab"), "calls after the end send nothing")
 	})
 }
 
@@ -356,33 +362,36 @@ func (s *scriptedStatus) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Server and gateway errors while waiting are retried with backoff.
+// Gateway errors and 503 while waiting are retried with backoff: 1 s,
+// doubling (each up to a tenth longer).
 func TestOpenRetriesServerErrors(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := &scriptedStatus{codes: []int{502, 503, 500}}
+		h := &scriptedStatus{codes: []int{502, 503, 504}}
 		start := time.Now()
 		open(t, fakeClient(t, h))
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		require.Len(t, h.polls, 4)
-		var gaps []time.Duration
-		for _, p := range h.polls {
-			gaps = append(gaps, p.Sub(start))
+		assert.Zero(t, h.polls[0].Sub(start))
+		for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+			gap := h.polls[i+1].Sub(h.polls[i])
+			assert.True(t, gap >= want && gap <= want+want/10, "retry %d after %v, want %v", i+1, gap, want)
 		}
-		assert.Equal(t, []time.Duration{0, 2 * time.Second, 6 * time.Second, 14 * time.Second}, gaps)
 	})
 }
 
-// Client errors while waiting are not retried.
+// Client errors and server bugs while waiting are not retried.
 func TestOpenDoesNotRetryClientErrors(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := &scriptedStatus{codes: []int{403}}
-		_, err := fakeClient(t, h).Open(context.Background())
-		var se *client.Error
-		require.ErrorAs(t, err, &se)
-		assert.Equal(t, 403, se.StatusCode)
-		assert.Len(t, h.polls, 1)
-	})
+	for _, code := range []int{403, 500} {
+		synctest.Test(t, func(t *testing.T) {
+			h := &scriptedStatus{codes: []int{code}}
+			_, err := fakeClient(t, h).Open(context.Background())
+			var se *client.Error
+			require.ErrorAs(t, err, &se)
+			assert.Equal(t, code, se.StatusCode)
+			assert.Len(t, h.polls, 1)
+		})
+	}
 }
 
 func TestOpenWithoutSessionID(t *testing.T) {

@@ -8,11 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +24,8 @@ import (
 	"github.com/remotelab-go/remotelab/api"
 	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/httpserver"
+	"github.com/remotelab-go/remotelab/internal/audit"
+	"github.com/remotelab-go/remotelab/internal/metrics"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 	"github.com/remotelab-go/remotelab/topology"
@@ -51,6 +53,13 @@ type env struct {
 	base   string
 	work   string // the Manager's WorkRoot
 	logs   *logBuffer
+	// metrics is wired to both the broker (Observer) and the server.
+	metrics *metrics.Metrics
+	// audit is the audit log, withAudit only.
+	audit *audit.Log
+	// pipe is the listener when serving over net.Pipe, so a test can dial
+	// a raw connection.
+	pipe *pipeListener
 }
 
 // envOpts configures newEnv.
@@ -60,6 +69,10 @@ type envOpts struct {
 	broker     broker.Config
 	brokerOpts []func(*broker.Config)
 	pipe       bool // serve over net.Pipe (for synctest bubbles)
+	// remote is the client address the server sees over net.Pipe
+	// (default "pipe", which is not loopback).
+	remote string
+	audit  bool
 }
 
 type envOpt func(*envOpts)
@@ -69,6 +82,19 @@ func withRunner(r *remotelabtest.FakeRunner) envOpt { return func(o *envOpts) { 
 func withConfig(f func(*httpserver.Config)) envOpt { return func(o *envOpts) { f(&o.cfg) } }
 
 func overPipe() envOpt { return func(o *envOpts) { o.pipe = true } }
+
+// overPipeFrom is overPipe with the server seeing its clients at remote
+// (e.g. a loopback address, which admin routes need without auth).
+func overPipeFrom(remote string) envOpt {
+	return func(o *envOpts) { o.pipe, o.remote = true, remote }
+}
+
+// withAuth turns authentication on.
+func withAuth(a httpserver.Authenticator) envOpt { return func(o *envOpts) { o.cfg.Auth = a } }
+
+// withAudit gives the broker and the server an audit log (e.audit) in a
+// temporary directory.
+func withAudit() envOpt { return func(o *envOpts) { o.audit = true } }
 
 func withBroker(f func(*broker.Config)) envOpt {
 	return func(o *envOpts) { o.brokerOpts = append(o.brokerOpts, f) }
@@ -95,6 +121,15 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		Logger:   logger,
 	}
 	bcfg.Logger = logger
+	e.metrics = metrics.New()
+	bcfg.Observer = e.metrics
+	if o.audit {
+		a, err := audit.Open(filepath.Join(t.TempDir(), audit.FileName))
+		require.NoError(t, err)
+		t.Cleanup(func() { a.Close() })
+		e.audit = a
+		bcfg.Audit = a
+	}
 	for _, f := range o.brokerOpts {
 		f(&bcfg)
 	}
@@ -107,6 +142,12 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	cfg := o.cfg
 	cfg.Broker = b
 	cfg.Logger = logger
+	if cfg.Metrics == nil {
+		cfg.Metrics = e.metrics
+	}
+	if e.audit != nil && cfg.Audit == nil {
+		cfg.Audit = e.audit
+	}
 	srv, err := httpserver.New(cfg)
 	require.NoError(t, err)
 	e.srv = srv
@@ -114,6 +155,8 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	var stop func()
 	if o.pipe {
 		l := newPipeListener()
+		l.remote = o.remote
+		e.pipe = l
 		hs := &http.Server{Handler: srv}
 		served := make(chan struct{})
 		go func() {
@@ -368,52 +411,6 @@ func (l *logBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
-
-// pipeListener is a net.Listener whose connections are net.Pipe pairs, so
-// an http.Server and its clients can live in a synctest bubble.
-type pipeListener struct {
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newPipeListener() *pipeListener {
-	return &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
-
-func (l *pipeListener) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
-	server, client := net.Pipe()
-	select {
-	case l.conns <- server:
-		return client, nil
-	case <-l.closed:
-	case <-ctx.Done():
-	}
-	server.Close()
-	client.Close()
-	return nil, net.ErrClosed
-}
-
-type pipeAddr struct{}
-
-func (pipeAddr) Network() string { return "pipe" }
-func (pipeAddr) String() string  { return "pipe" }
 
 // blocker holds a FakeRunner hook open: entered is signalled when the hook
 // starts, and the hook returns when release is closed (nil) or its context

@@ -51,10 +51,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !a.open {
 		id, ok := s.authorize(sw, r, a)
+		sw.actor = id.Name // a caller refused for its role is logged too
 		if !ok {
 			return
 		}
-		sw.actor = id.Name
 		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
 	}
 	s.mux.ServeHTTP(sw, r)
@@ -84,7 +84,8 @@ const localActor = "local"
 
 // authorize checks the caller's credentials against the route's access:
 // 401 without a known token, 403 for a role too low (or, without
-// authentication, a non-loopback caller of an admin route).
+// authentication, a non-loopback caller of an admin route). A caller
+// refused for its role is still returned, for the request log.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (auth.Identity, bool) {
 	if s.auth == nil {
 		if a.admin && !loopback(r.RemoteAddr) {
@@ -108,7 +109,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (au
 	}
 	if !id.Role.Allows(a.need) {
 		writeError(w, http.StatusForbidden, fmt.Sprintf(api.DetailRoleTooLow, id.Role, a.need))
-		return auth.Identity{}, false
+		return id, false
 	}
 	return id, true
 }

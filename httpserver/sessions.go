@@ -28,14 +28,20 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) {
 		rerr.write(w)
 		return
 	}
-	owner := req.Owner
+	owner, limitOwner := req.Owner, ""
 	if id, on := s.identity(r); on {
 		owner = id.Name // with authentication the token says who
-	} else if owner == "" {
-		owner = clientHost(r.RemoteAddr)
+	} else {
+		// Without it the stated owner is the client's word: the
+		// per-owner limit counts the client's address.
+		limitOwner = clientHost(r.RemoteAddr)
+		if owner == "" {
+			owner = limitOwner
+		}
 	}
 	sess, err := s.b.Join(broker.Meta{
 		Owner:       owner,
+		LimitOwner:  limitOwner,
 		Labels:      req.Labels,
 		WaitTimeout: api.Seconds(req.WaitTimeout),
 		MaxHold:     api.Seconds(req.MaxHold),

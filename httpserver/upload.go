@@ -67,6 +67,10 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, op *broker.O
 	u.body = &bodyReader{r: http.MaxBytesReader(unwrapWriter(w), r.Body, maxBody), touch: op.Touch}
 	r.Body = u.body
 	rerr := u.read(r, maxParts)
+	// The upload is over, complete or cut: the session's clock restarts
+	// now (SPEC §8), not at the last bytes that arrived, which may be
+	// the whole upload timeout ago.
+	op.Touch()
 	u.dropEarly()
 	if rerr == nil {
 		_ = rc.SetReadDeadline(time.Time{})

@@ -34,6 +34,48 @@ const e2eWait = 3 * time.Minute
 // every second.
 const e2eActiveTTL = 5 * time.Second
 
+// TestEndToEndRestart: remotelabd restarts (SIGTERM, then a new process on
+// the same port and state directory) while one test binary holds the lab
+// and another waits; both carry on with their sessions: the holder keeps
+// its lab (adopted, no second up) and releases it, the waiter gets it
+// (reused) and passes.
+func TestEndToEndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: builds remotelabd and runs go test")
+	}
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	bin := t.TempDir()
+	require.NoError(t, gobuild.Build(t.Context(), filepath.Join(bin, "remotelabd"), "cmd/remotelabd", false))
+	fakeBin := filepath.Join(bin, "fake")
+	require.NoError(t, gobuild.Build(t.Context(), filepath.Join(fakeBin, "netlab"), "netlab/fakenetlab", false))
+
+	setup := newDaemonSetup(t, filepath.Join(bin, "remotelabd"), fakeBin)
+	first := setup.start(t, 0)
+	ctl := newControl(t)
+	mod := newE2EModule(t, root)
+
+	a := mod.start(t, "A", first.url, ctl.url)
+	evA := ctl.wait(t, "A")
+	assert.False(t, evA.reused)
+	b := mod.start(t, "B", first.url, ctl.url)
+	first.waitFor(t, `msg="Created session" .*position=1`, 1)
+
+	first.stop(t)
+	second := setup.start(t, first.port(t))
+	second.waitFor(t, `msg="Restored the saved queue" .*sessions=2`, 1)
+	second.waitFor(t, `msg="Adopted the lab a previous run left running"`, 1)
+
+	ctl.release("A")
+	a.mustPass(t)
+	evB := ctl.wait(t, "B")
+	assert.True(t, evB.reused, "B gets the lab A kept across the restart")
+	ctl.release("B")
+	b.mustPass(t)
+	assert.Equal(t, 0, second.queueLength(t))
+	assert.NotContains(t, second.out.String(), `cmd="netlab up`, "no lab was started after the restart")
+}
+
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: builds remotelabd and runs go test")
@@ -103,13 +145,34 @@ type daemon struct {
 	url  string
 	out  *testutil.Buffer
 	done chan struct{}
+	cmd  *exec.Cmd
 }
 
 func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 	t.Helper()
+	return newDaemonSetup(t, exe, fakeBin).start(t, 0)
+}
+
+// daemonSetup is where a remotelabd runs: its TMPDIR, HOME (the fake
+// netlab's status file) and state directory, kept across restarts.
+type daemonSetup struct {
+	exe, fakeBin     string
+	tmp, home, state string
+}
+
+func newDaemonSetup(t *testing.T, exe, fakeBin string) *daemonSetup {
+	t.Helper()
 	tmp := t.TempDir()
-	cmd := exec.Command(exe, "--runner", "netlab", "--host", "127.0.0.1", "--port", "0",
-		"--active-ttl", e2eActiveTTL.String(), "--state-dir", filepath.Join(tmp, "state"))
+	home := filepath.Join(tmp, "home")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	return &daemonSetup{exe: exe, fakeBin: fakeBin, tmp: tmp, home: home, state: filepath.Join(tmp, "state")}
+}
+
+// start runs remotelabd on port (0: a free one).
+func (s *daemonSetup) start(t *testing.T, port int) *daemon {
+	t.Helper()
+	cmd := exec.Command(s.exe, "--runner", "netlab", "--host", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--active-ttl", e2eActiveTTL.String(), "--state-dir", s.state)
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if k != "TMPDIR" && k != "HOME" && k != "PATH" && !strings.HasPrefix(k, "FAKE_NETLAB_") {
@@ -117,11 +180,9 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 		}
 	}
 	// Own TMPDIR (single-instance lock) and HOME (the fake's status file).
-	home := filepath.Join(tmp, "home")
-	require.NoError(t, os.Mkdir(home, 0o755))
-	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, "HOME="+home,
-		"PATH="+fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	d := &daemon{out: &testutil.Buffer{}, done: make(chan struct{})}
+	cmd.Env = append(cmd.Env, "TMPDIR="+s.tmp, "HOME="+s.home,
+		"PATH="+s.fakeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	d := &daemon{out: &testutil.Buffer{}, done: make(chan struct{}), cmd: cmd}
 	cmd.Stdout, cmd.Stderr = d.out, d.out
 	require.NoError(t, cmd.Start())
 	go func() {
@@ -129,13 +190,7 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 		close(d.done)
 	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-d.done:
-		case <-time.After(e2eWait):
-			_ = cmd.Process.Kill()
-			<-d.done
-		}
+		d.stop(t)
 		if t.Failed() {
 			t.Logf("remotelabd output:\n%s", d.out)
 		}
@@ -143,6 +198,27 @@ func startDaemon(t *testing.T, exe, fakeBin string) *daemon {
 	m := d.waitFor(t, `listening on (127\.0\.0\.1:\d+)`, 1)
 	d.url = "http://" + m[1]
 	return d
+}
+
+// stop sends SIGINT and waits for the exit (SIGKILL after e2eWait).
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(e2eWait):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+// port returns the daemon's port.
+func (d *daemon) port(t *testing.T) int {
+	t.Helper()
+	i := strings.LastIndexByte(d.url, ':')
+	p, err := strconv.Atoi(d.url[i+1:])
+	require.NoError(t, err)
+	return p
 }
 
 // waitFor waits until the daemon's output matches re n times and returns

@@ -77,6 +77,12 @@ func (h *LabHandle) Session() *client.Session { return h.session }
 // Without REMOTE_LAB_URL the test is skipped, or fails when
 // REMOTE_LAB_REQUIRED=1. Lab needs Main in the package's TestMain; without
 // it the test fails with a message saying so.
+//
+// A lab test never skips once it has a URL. When the server ends the test
+// binary's session (an admin evicted it, it reached its maximum hold, it
+// expired), the test that holds the lab fails in its cleanup, and every
+// later Lab call fails at once, each with the server's reason in the
+// message.
 func Lab(t testing.TB, topologyPath string, opts ...client.AcquireOption) *LabHandle {
 	t.Helper()
 	return std.lab(t, topologyPath, opts)
@@ -105,11 +111,17 @@ func (b *binary) lab(t testing.TB, topologyPath string, opts []client.AcquireOpt
 	if err != nil {
 		t.Fatalf("remotelabtest: open the lab session: %v", err)
 	}
+	if err := sess.Err(); err != nil {
+		t.Fatalf("remotelabtest: lab %s: %s", topologyPath, endedText(err))
+	}
 	h := &LabHandle{t: t, session: sess, topology: topologyPath}
 	// Registered before the outcome is known: an acquire that got no
 	// answer may still have succeeded on the server.
 	t.Cleanup(func() { b.release(t, h) })
 	if err := b.acquire(t, h, opts); err != nil {
+		if end := sess.Err(); end != nil {
+			t.Fatalf("remotelabtest: lab %s: %s", topologyPath, endedText(end))
+		}
 		t.Fatal(err)
 	}
 	t.Logf("remotelabtest: lab %s: %d devices (reused=%v)", topologyPath, len(h.devices), h.reused)
@@ -224,9 +236,29 @@ func (b *binary) release(t testing.TB, h *LabHandle) {
 		}
 		b.mu.Unlock()
 	}
+	if end := h.session.Err(); end != nil && !errors.Is(end, client.ErrClosed) {
+		t.Errorf("remotelabtest: lab %s: %s", h.topology, endedText(end))
+		return
+	}
 	if err != nil && !errors.Is(err, client.ErrClosed) {
 		t.Errorf("remotelabtest: release lab %s: %v", h.topology, err)
 	}
+}
+
+// endedText explains a session end (see client.Session.Err) in a test's
+// failure: the server's reason first, then the details.
+func endedText(err error) string {
+	var se *client.Error
+	why := "the test binary's lab session ended"
+	if errors.As(err, &se) && errors.Is(err, client.ErrNotFound) {
+		switch {
+		case se.Reason != "":
+			why = "the server ended the test binary's lab session: " + se.Reason
+		default:
+			why = "the server no longer knows the test binary's lab session"
+		}
+	}
+	return why + "; lab tests after this one fail too (" + err.Error() + ")"
 }
 
 // strayReference reports whether the session holds a lab reference that

@@ -145,6 +145,9 @@ func (b *binary) end(timeout time.Duration) {
 	if err := b.sess.Close(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "remotelabtest: %v (the server ends the session after its active TTL)\n", err)
 	}
+	if err := b.sess.Err(); err != nil && !errors.Is(err, client.ErrClosed) {
+		fmt.Fprintf(os.Stderr, "remotelabtest: %s\n", endedText(err))
+	}
 }
 
 // session returns the binary's session, opening it at the first call. A

@@ -1,0 +1,6 @@
+//go:build race
+
+package main
+
+// raceEnabled makes TestMain build remotelab with -race as well.
+const raceEnabled = true
