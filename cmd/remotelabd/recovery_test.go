@@ -256,6 +256,7 @@ func TestKill9DuringUpKillsOrphanedGroup(t *testing.T) {
 	teardown := strings.Index(out, `msg="Tearing down lab"`)
 	require.GreaterOrEqual(t, kill, 0, "the orphaned group was killed")
 	require.Greater(t, teardown, kill, "killed before the lab was touched")
+	assert.NotContains(t, out, "survived SIGKILL")
 	assert.Regexp(t, logRE("Recovering lab left by a previous run", "dir="+dir, "state=starting"), out)
 	assert.Regexp(t, logRE("Startup cleanup completed successfully", "recovery=torn-down lab=none"), out)
 	assert.True(t, hasCall(netlabCalls(t, calls), dir, "down --cleanup --force"))
