@@ -203,6 +203,25 @@ func processGone(pid int) bool {
 	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
+// killLeftovers makes sure the fake netlab processes listed in pidFile
+// (FAKE_NETLAB_PIDFILE) end with the test: a daemon killed by a failing
+// test leaves its netlab up (FAKE_NETLAB_UP_DELAY) running. Call it before
+// start, so that it runs after the daemon is gone.
+func killLeftovers(t *testing.T, pidFile string) {
+	t.Cleanup(func() {
+		if _, err := os.Stat(pidFile); err != nil {
+			return
+		}
+		fake := filepath.Join(fakeBinDir, "netlab")
+		for _, pid := range readPIDs(t, pidFile) {
+			// Only the fake itself: a pid that ended may be reused.
+			if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil && exe == fake && !processGone(pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+}
+
 // TestKill9DuringUpKillsOrphanedGroup (issue 11, finding 6): kill -9 while
 // netlab up runs leaves that netlab (and a child that ignores SIGINT) as
 // orphans; the restarted daemon kills the recorded process group before it
@@ -210,6 +229,7 @@ func processGone(pid int) bool {
 func TestKill9DuringUpKillsOrphanedGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	e, calls := netlabEnv(t, "FAKE_NETLAB_UP_DELAY=10m", "FAKE_NETLAB_SPAWN_CHILD=1", "FAKE_NETLAB_PIDFILE="+pidFile)
+	killLeftovers(t, pidFile)
 	first := start(t, e, "--host", "127.0.0.1", "--port", "0")
 	base := first.baseURL()
 	id := openSession(t, base)
@@ -223,13 +243,6 @@ func TestKill9DuringUpKillsOrphanedGroup(t *testing.T) {
 	waitFile(t, pidFile, " ")
 	pids := readPIDs(t, pidFile)
 	require.Len(t, pids, 2)
-	t.Cleanup(func() { // only if the daemon failed to
-		for _, pid := range pids {
-			if !processGone(pid) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
 	// The group was recorded (durably) before netlab up got this far; a
 	// change acknowledged now is saved after it in any case.
 	_, status := createSession(t, base)

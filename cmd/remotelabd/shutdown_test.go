@@ -44,7 +44,9 @@ func startSlowUp(t *testing.T, p *daemonProc) <-chan labResult {
 // shutting down" (not an empty reply); the failed start's lab is torn
 // down, the metadata removed, exit 0.
 func TestSIGTERMDuringSlowUpAnswers503(t *testing.T) {
-	e, calls := netlabEnv(t, "FAKE_NETLAB_UP_DELAY=10m")
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	e, calls := netlabEnv(t, "FAKE_NETLAB_UP_DELAY=10m", "FAKE_NETLAB_PIDFILE="+pidFile)
+	killLeftovers(t, pidFile)
 	p := start(t, e, "--debug", "--host", "127.0.0.1", "--port", "0", "--shutdown-grace", "2s")
 	addr := p.addr()
 	res := startSlowUp(t, p)
@@ -88,7 +90,9 @@ func TestSIGTERMDuringSlowUpAnswers503(t *testing.T) {
 // shutdown grace (10m here); netlab up still gets its SIGINT, and the next
 // start leaves no lab behind.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	e, _ := netlabEnv(t, "FAKE_NETLAB_UP_DELAY=10m")
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	e, _ := netlabEnv(t, "FAKE_NETLAB_UP_DELAY=10m", "FAKE_NETLAB_PIDFILE="+pidFile)
+	killLeftovers(t, pidFile)
 	p := start(t, e, "--debug", "--host", "127.0.0.1", "--port", "0", "--shutdown-grace", "10m")
 	res := startSlowUp(t, p)
 	p.signal(syscall.SIGTERM)
