@@ -7,7 +7,10 @@
 # waits for its turn, tears the lab down (DELETE /lab?force=true) and
 # leaves the queue. It needs only sh, curl and sed. It stops with exit 1
 # when its session disappears (expired, removed, server restarted) or the
-# server cannot be reached, and leaves the queue on Ctrl-C.
+# server cannot be reached, and leaves the queue on Ctrl-C. It sends no
+# token, so it works only against a server without --auth-file; on the lab
+# host (or with an admin token) `remotelab admin destroy-lab` tears the lab
+# down at once instead of waiting its turn.
 # See docs/operations.md ("Force cleanup of a stuck lab").
 set -u
 
