@@ -126,10 +126,11 @@ func (o *Op) Release() error {
 
 // Destroy tears the lab down (without force: lab.ErrInUse while it is
 // referenced) and reports whether there was one. Like Acquire it waits for
-// background lab work, keeps the session from expiring, and ends early
-// when ctx or the session ends.
+// background lab work and keeps the session from expiring; unlike it, a
+// teardown that started runs to its end even if the session ends meanwhile
+// (cut short, it would leave the lab dirty): only ctx bounds it.
 func (o *Op) Destroy(ctx context.Context, force bool) (bool, error) {
-	ctx, done, err := o.pin(ctx)
+	_, done, err := o.pin(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -67,15 +68,8 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
 // adminDestroyLab handles DELETE /admin/lab: the lab goes now, whoever
 // holds it. 202 once torn down, 204 when there was none.
 func (s *Server) adminDestroyLab(w http.ResponseWriter, r *http.Request) {
-	torn, err := s.b.DestroyLab(r.Context(), s.actor(r))
-	switch {
-	case err != nil:
-		s.labError(w, r, "destroy lab", err)
-	case torn:
-		w.WriteHeader(http.StatusAccepted)
-	default:
-		w.WriteHeader(http.StatusNoContent)
-	}
+	torn, err := s.b.DestroyLab(context.WithoutCancel(r.Context()), s.actor(r))
+	s.teardownAnswer(w, r, torn, err)
 }
 
 // drain handles POST /admin/drain.

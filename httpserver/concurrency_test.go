@@ -322,3 +322,28 @@ func TestLogEvents(t *testing.T) {
 	}
 	assert.NotContains(t, logs, a, "full session ids are never logged")
 }
+
+// TestDestroyOutlivesItsClient: a client that goes away during DELETE /lab
+// does not cut the teardown short (that would leave the lab dirty).
+func TestDestroyOutlivesItsClient(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBlocker()
+		e := newEnv(t, overPipe(), withRunner(&remotelabtest.FakeRunner{DownHook: b.downHook}))
+		a := e.createSession().SessionID
+		e.mustAcquire(a)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.sendCtx(ctx, del("/lab", a))
+			done <- err
+		}()
+		<-b.entered
+		cancel()
+		require.Error(t, <-done, "the client gave up")
+		synctest.Wait()
+		assert.Equal(t, lab.StateStopping, e.mgr.Status().State, "the teardown goes on")
+		close(b.release)
+		synctest.Wait()
+		assert.Equal(t, lab.StateNone, e.mgr.Status().State, "and ends clean, not dirty")
+	})
+}

@@ -11,36 +11,38 @@ import (
 	"github.com/remotelab-go/remotelab/lab"
 )
 
-// gate checks the session of a /lab* request and refreshes it: no header
-// is 422, another owner's session 403, an unknown session 404, a waiting
-// one 423. It runs before the request's body and query are looked at, so
-// these errors take precedence over validation errors, as in the
-// original.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request) (string, bool) {
+// labSession returns the session a /lab* request names: no header is 422,
+// another owner's session 403 (with authentication on). These answers
+// come before the request's body and query are looked at, so they take
+// precedence over validation errors, as in the original.
+func (s *Server) labSession(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.Header.Get(api.HeaderSessionID)
 	if id == "" {
 		invalid(missing("header", api.HeaderSessionID)).write(w)
 		return "", false
 	}
-	if !s.ownSession(w, r, id) {
-		return "", false
+	return id, s.ownSession(w, r, id)
+}
+
+// gate checks the session of a /lab* request and refreshes it: besides
+// labSession's answers, an unknown session is 404, a waiting one 423.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request) bool {
+	id, ok := s.labSession(w, r)
+	if !ok {
+		return false
 	}
 	if _, err := s.b.Gate(id); err != nil {
 		s.sessionError(w, err)
-		return "", false
+		return false
 	}
-	return id, true
+	return true
 }
 
 // begin gates a lab operation and starts it (409 while another operation
 // of the session runs). The caller must End the operation.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request) (*broker.Op, bool) {
-	id := r.Header.Get(api.HeaderSessionID)
-	if id == "" {
-		invalid(missing("header", api.HeaderSessionID)).write(w)
-		return nil, false
-	}
-	if !s.ownSession(w, r, id) {
+	id, ok := s.labSession(w, r)
+	if !ok {
 		return nil, false
 	}
 	op, err := s.b.Begin(id)
@@ -131,7 +133,7 @@ func (s *Server) labError(w http.ResponseWriter, r *http.Request, op string, err
 
 // labStatus handles GET /lab.
 func (s *Server) labStatus(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.gate(w, r); !ok {
+	if !s.gate(w, r) {
 		return
 	}
 	st := s.b.Manager().Status()
@@ -152,7 +154,7 @@ func (s *Server) labStatus(w http.ResponseWriter, r *http.Request) {
 
 // labDevices handles GET /lab/devices.
 func (s *Server) labDevices(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.gate(w, r); !ok {
+	if !s.gate(w, r) {
 		return
 	}
 	devs, err := s.b.Manager().Devices()
@@ -182,7 +184,7 @@ func (s *Server) releaseLab(w http.ResponseWriter, r *http.Request) {
 // the lab is torn down. force is parsed before the operation lock is
 // taken, so a bad value answers 422 even while another operation runs.
 func (s *Server) destroyLab(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.gate(w, r); !ok {
+	if !s.gate(w, r) {
 		return
 	}
 	force := true
@@ -198,7 +200,15 @@ func (s *Server) destroyLab(w http.ResponseWriter, r *http.Request) {
 	}
 	defer op.End()
 	s.log.Info("Session requested lab teardown", "session", api.ShortID(r.Header.Get(api.HeaderSessionID)), "force", force)
-	torn, err := op.Destroy(r.Context(), force)
+	// A client that goes away does not cut the teardown short: that
+	// would leave the lab dirty.
+	torn, err := op.Destroy(context.WithoutCancel(r.Context()), force)
+	s.teardownAnswer(w, r, torn, err)
+}
+
+// teardownAnswer answers a teardown: 202 once the lab is torn down, 204
+// when there was none.
+func (s *Server) teardownAnswer(w http.ResponseWriter, r *http.Request, torn bool, err error) {
 	switch {
 	case err != nil:
 		s.labError(w, r, "destroy lab", err)

@@ -72,28 +72,47 @@ func (c *limitConn) Close() error {
 }
 
 // inflight counts the requests being handled, so a shutdown can wait for
-// them while new ones are still answered (503) on the open listener.
+// them while new ones are still answered (503) on the open listener. (A
+// sync.WaitGroup does not fit: requests start while the shutdown waits,
+// and a WaitGroup's Add from zero must not race with its Wait.)
 type inflight struct {
-	wg sync.WaitGroup
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil until a wait needs it
 }
 
 func (f *inflight) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.wg.Add(1)
-		defer f.wg.Done()
+		f.add(1)
+		defer f.add(-1)
 		h.ServeHTTP(w, r)
 	})
 }
 
+func (f *inflight) add(delta int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += delta
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
 // wait waits until no request runs, or ctx ends; it reports which.
 func (f *inflight) wait(ctx context.Context) bool {
-	done := make(chan struct{})
-	go func() {
-		f.wg.Wait()
-		close(done)
-	}()
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return true
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return true
 	case <-ctx.Done():
 		return false

@@ -279,6 +279,10 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 	case err != nil:
 		log.Error("Startup cleanup encountered an error", "err", err,
 			"hint", "if a lab still runs, tear it down by hand: netlab down --cleanup in its directory")
+	case rec == lab.RecoveredDirty:
+		// The broker logged why; the lab stays recorded as dirty.
+		log.Warn("Startup cleanup failed; the lab is kept as dirty and its teardown is retried before the next start",
+			"recovery", rec.String(), "lab", b.Manager().Status().State)
 	default:
 		log.Info("Startup cleanup completed successfully", "recovery", rec.String(), "lab", b.Manager().Status().State)
 	}

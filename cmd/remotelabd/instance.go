@@ -158,7 +158,7 @@ func lockInstance(dir, lockName, metaName string, log *slog.Logger) (*instance, 
 		if !errors.Is(err, fs.ErrNotExist) {
 			log.Warn("Failed to read instance metadata", "meta", in.metaPath, "err", err)
 		}
-		log.Error(fmt.Sprintf("No metadata file found for existing instance (%s).", in.metaPath),
+		log.Error("No metadata file found for the existing instance", "meta", in.metaPath,
 			"hint", "the holder may be starting up; find it with: fuser -v "+lockPath)
 		return nil, errAnotherInstance
 	}
