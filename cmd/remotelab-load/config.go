@@ -85,7 +85,7 @@ func fullConfig() config {
 	}
 }
 
-// shortConfig runs every scenario with small sizes (under 2 minutes).
+// shortConfig runs every scenario with small sizes (about 2 minutes).
 func shortConfig() config {
 	c := fullConfig()
 	c.Handovers, c.PollHandovers, c.PollInterval = 200, 10, 500*time.Millisecond
@@ -95,8 +95,8 @@ func shortConfig() config {
 	c.LabIters = 10
 	c.ChurnClients, c.ChurnDuration = 20, 5*time.Second
 	c.HostileDuration, c.HostileRate = 3*time.Second, 20
-	c.Rounds, c.Phase = 4, time.Second
-	c.EventChanges = 24
+	c.Rounds, c.Phase = 3, time.Second
+	c.EventChanges, c.EventBursts = 24, 8
 	c.FloodDuration = 5 * time.Second
 	c.KillRounds = 10
 	return c

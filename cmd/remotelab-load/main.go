@@ -27,7 +27,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/remotelab-load -short   # every scenario, small sizes, < 2 min
+//	go run ./cmd/remotelab-load -short   # every scenario, small sizes, about 2 min
 //	go run ./cmd/remotelab-load          # the full measurements
 //	go run ./cmd/remotelab-load -run churn,kill9 -md
 //	go run ./cmd/remotelab-load -run overhead -old-bin /tmp/remotelabd-cebaff4
@@ -61,7 +61,7 @@ func main() {
 func run(args []string) int {
 	cfg := fullConfig()
 	fs := flag.NewFlagSet("remotelab-load", flag.ContinueOnError)
-	short := fs.Bool("short", false, "small sizes: every scenario in under 2 minutes")
+	short := fs.Bool("short", false, "small sizes: every scenario in about 2 minutes")
 	fs.StringVar(&cfg.Bin, "bin", "", "remotelabd binary (default: go build it into a temporary directory)")
 	fs.StringVar(&cfg.Run, "run", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
 	fs.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "hand-overs measured with long-poll")

@@ -53,15 +53,16 @@ func runPersist(ctx context.Context, e *env, r *scenarioReport) error {
 		c := newAPIClient(sd.srv.URL, cfg.PersistWorkers+8, 1)
 		defer c.Close()
 		vs = append(vs, variant{sd.name, func(ctx context.Context) error {
-			s, err := c.create(ctx)
+			// A pair runs to its end even when the phase ends meanwhile
+			// (it is not counted then), so no session outlives its
+			// phase and every phase does the same work.
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			s, err := c.create(pctx)
 			if err != nil {
 				return fmt.Errorf("create: %w", err)
 			}
-			// The delete goes out even when the phase ends meanwhile,
-			// so no session outlives its phase.
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			return c.leave(lctx, s.SessionID)
+			return c.leave(pctx, s.SessionID)
 		}, sd.srv})
 	}
 	res, err := alternate(ctx, cfg.Rounds, cfg.Phase, cfg.PersistWorkers, vs)
@@ -72,6 +73,14 @@ func runPersist(ctx context.Context, e *env, r *scenarioReport) error {
 		r.add("create+delete: "+vs[i].name, "%.0f joins/s acknowledged (%s), %s; pair %s", t.rate(), t.spread(), t.cpuPerCall(), summarize(t.lat))
 		if len(t.errs) > 0 {
 			r.violate("create+delete on %s failed: %s", vs[i].name, t.failures())
+		}
+	}
+	for _, sd := range sides {
+		c := newAPIClient(sd.srv.URL, 1, 1)
+		h, err := c.health(ctx)
+		c.Close()
+		if err != nil || h.Sessions != 0 {
+			r.violate("%s: %d sessions left after the create/delete pairs (%v)", sd.name, h.Sessions, err)
 		}
 	}
 	r.add("(a) goal", "≥ %d acknowledged joins/s: %s (%d workers, %d × %s alternating)", persistJoinGoal,
