@@ -195,7 +195,7 @@ func (s *daemonSetup) start(t *testing.T, port int) *daemon {
 			t.Logf("remotelabd output:\n%s", d.out)
 		}
 	})
-	m := d.waitFor(t, `listening on (127\.0\.0\.1:\d+)`, 1)
+	m := d.waitFor(t, `listening on" .*addr=(127\.0\.0\.1:\d+)`, 1)
 	d.url = "http://" + m[1]
 	return d
 }

@@ -137,7 +137,7 @@ func TestBadHostExits2(t *testing.T) {
 func TestAddressInUseExits1(t *testing.T) {
 	e := newEnv(t)
 	first := start(t, newEnv(t), "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	m := first.waitFor(`listening on 127\.0\.0\.1:([0-9]+)`)
+	m := first.waitFor(`listening on" .*addr=127\.0\.0\.1:([0-9]+)`)
 
 	code, _, stderr := runToExit(t, e, "--state-dir", e.stateDir, "--runner", "sim", "--host", "127.0.0.1", "--port", m[1])
 	assert.Equal(t, 1, code)
@@ -205,7 +205,7 @@ func TestLogConfigFileOutput(t *testing.T) {
 	p := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0", "--log-config", cfgPath)
 
 	// The log goes to the file, not stderr.
-	waitFile(t, logPath, "listening on 127.0.0.1:")
+	waitFile(t, logPath, `"msg":"listening on"`)
 	p.signal(syscall.SIGTERM)
 	assert.Equal(t, 0, p.waitExit())
 	assert.Empty(t, p.out.String())

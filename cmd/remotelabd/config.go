@@ -25,7 +25,7 @@ import (
 // before anything starts.
 type Config struct {
 	// Host and Port are the listen address. Port 0 picks a free port; the
-	// address actually used is logged as "listening on HOST:PORT".
+	// address actually used is logged as `msg="listening on" addr=HOST:PORT`.
 	Host string
 	Port int
 

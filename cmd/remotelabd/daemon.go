@@ -341,7 +341,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("listening on "+ln.Addr().String(), "addr", ln.Addr().String(), "max_connections", maxConns)
+	log.Info("listening on", "addr", ln.Addr().String(), "max_connections", maxConns)
 	log.Info("Remote Lab Manager startup complete")
 
 	code := 0

@@ -90,7 +90,7 @@ func TestMaxConnectionsQueuesNewConnections(t *testing.T) {
 	e := newEnv(t)
 	p := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0", "--max-connections", "32")
 	addr := p.addr()
-	assert.Regexp(t, `listening on .*max_connections=32`, p.out.String())
+	assert.Regexp(t, `listening on" .*max_connections=32`, p.out.String())
 
 	// 32 connections are served, then stay open, idle (keep-alive).
 	idle := make([]net.Conn, 32)
@@ -141,7 +141,7 @@ func TestDescriptorLimitCapsConnections(t *testing.T) {
 	out := p.out.String()
 	assert.Regexp(t, logRE("The descriptor limit is below --max-connections; capping connections to keep descriptors for lab work",
 		"max_connections=16384", "nofile=256", "cap=16"), out)
-	assert.Regexp(t, `listening on .*max_connections=16\b`, out)
+	assert.Regexp(t, `listening on" .*max_connections=16\b`, out)
 
 	// The holder's connection is open (and its session active) first.
 	holder, err := net.DialTimeout("tcp", addr, waitTimeout)

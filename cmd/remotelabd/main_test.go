@@ -293,7 +293,7 @@ func (p *daemonProc) waitExit() int {
 // addr waits for the "listening on" line and returns the address.
 func (p *daemonProc) addr() string {
 	p.t.Helper()
-	return p.waitFor(`listening on ([0-9.]+:[0-9]+)`)[1]
+	return p.waitFor(`listening on" .*addr=([0-9.]+:[0-9]+)`)[1]
 }
 
 // baseURL waits for the "listening on" line and returns the server URL.
