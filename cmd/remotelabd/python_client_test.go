@@ -71,6 +71,6 @@ func TestUnchangedPythonClientWithAuth(t *testing.T) {
 	t.Logf("python client:\n%s", out.String())
 	require.NoError(t, err)
 	assert.Contains(t, out.String(), "all checks passed")
-	assert.Regexp(t, `msg=request .*method=POST path=/session status=201 .*caller=alice`, p.out.String(),
-		"the session belongs to the .netrc user")
+	// The session belongs to the .netrc user.
+	p.waitFor(`msg=request .*method=POST path=/session status=201 .*caller=alice`)
 }
