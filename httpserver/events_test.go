@@ -192,9 +192,11 @@ func TestEventsSlowViewer(t *testing.T) {
 		assert.Zero(t, n)
 		assert.ErrorIs(t, err, io.EOF)
 
+		// The fast viewer still gets events: the next ones (an earlier
+		// change may still have one coming) show the new join.
 		e.open(api.SessionRequest{Owner: "after"})
-		q := (<-fast).queue(t)
-		assert.Len(t, q.Waiting, 8, "the fast viewer still gets events")
+		for q := (<-fast).queue(t); len(q.Waiting) < 8; q = (<-fast).queue(t) {
+		}
 	})
 }
 
