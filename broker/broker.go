@@ -135,7 +135,8 @@ type Config struct {
 	MaxSessions, MaxSessionsPerOwner int
 	// QuarantineAfter is how many teardowns failing in a row, or starts
 	// of that many different topologies failing in a row, quarantine the
-	// host (default 3). QuarantineBackoff is the first wait before a
+	// host (default 3); a step cut short by its caller (context.Canceled)
+	// counts neither way. QuarantineBackoff is the first wait before a
 	// cleanup retry while quarantined (default 1 min; it doubles up to 30
 	// min).
 	QuarantineAfter   int
