@@ -1,13 +1,19 @@
 package broker_test
 
 import (
+	"context"
+	"log/slog"
+	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/remotelab-go/remotelab/broker"
+	"github.com/remotelab-go/remotelab/lab"
+	"github.com/remotelab-go/remotelab/remotelabtest"
 )
 
 // hookStore is a memStore that can run a function just before it stores
@@ -64,4 +70,42 @@ func TestAcquireRacingLeaveLeavesNoGhostInTheStore(t *testing.T) {
 	}
 	assert.Equal(t, []string{w.ID}, ids, "only the live session is saved")
 	assert.Empty(t, e.b.Manager().Status().Holders, "the ended session holds nothing")
+}
+
+// A startup cleanup cut short by its deadline (a netlab down slower than
+// the daemon's recovery budget) is reported by Start, but the Broker is
+// started all the same: the saved queue is back, sessions can join, and
+// the lab is kept dirty. (Start used to return before rebuilding the
+// queue, and remotelabd then served a Broker whose every call panicked.)
+func TestStartCutShortStillStarts(t *testing.T) {
+	ms := newMemStore()
+	work := t.TempDir()
+	dir, err := os.MkdirTemp(work, "remotelab-lab-*")
+	require.NoError(t, err)
+	ms.lab = &lab.Record{Dir: dir, Fingerprint: "f", Topology: "lab.yml", State: lab.StateRunning}
+	ms.sessions["saved-1"] = broker.SavedSession{ID: "saved-1", Seq: 1, Owner: "alice", Created: time.Now()}
+	runner := &remotelabtest.FakeRunner{DownHook: func(ctx context.Context, _ string) error { return ctx.Err() }}
+	b, err := broker.New(broker.Config{
+		Lab: lab.Config{Runner: runner, WorkRoot: work, LockPath: "-", Records: ms,
+			Logger: slog.New(slog.DiscardHandler)},
+		Store: ms, Restore: ms.state(),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec, err := b.Start(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, lab.RecoveredDirty, rec)
+
+	v := b.Queue()
+	require.NotNil(t, v.Holder, "the saved queue is back")
+	assert.Equal(t, "saved-1", v.Holder.ID)
+	assert.Equal(t, lab.StateDirty, v.Lab.State)
+	s, err := b.Join(broker.Meta{Owner: "bob"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, s.Position)
+	ready, _ := b.Ready()
+	assert.True(t, ready)
 }
