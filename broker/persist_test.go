@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -108,4 +110,57 @@ func TestStartCutShortStillStarts(t *testing.T) {
 	assert.Equal(t, 1, s.Position)
 	ready, _ := b.Ready()
 	assert.True(t, ready)
+}
+
+// gateStore is a memStore whose Sync, once closed, waits for the gate to
+// open: a commit (an fsync) that is still running.
+type gateStore struct {
+	*memStore
+	closed atomic.Bool
+	gate   chan struct{}
+}
+
+func (g *gateStore) Sync(ctx context.Context) error {
+	if g.closed.Load() {
+		<-g.gate
+	}
+	return g.memStore.Sync(ctx)
+}
+
+// A session that expired is reported ended (404 with its outcome) only
+// once its end is saved: a client told so closes without deleting, and a
+// crash before the save would bring the session back as a ghost.
+func TestEndIsSavedBeforeItIsAnswered(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMemStore()
+		gs := &gateStore{memStore: ms, gate: make(chan struct{})}
+		e := newEnv(t, nil, func(c *broker.Config) {
+			c.Store, c.Lab.Records = gs, ms
+			c.WaitingTTL = time.Minute
+		})
+		e.join("alice")
+		w := e.join("bob")
+		gs.closed.Store(true)
+		release := sync.OnceFunc(func() { close(gs.gate) })
+		defer release()
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait() // bob expired; saving his end takes a while
+
+		answered := make(chan error, 1)
+		go func() {
+			_, err := e.b.Session(w.ID)
+			answered <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-answered:
+			t.Fatalf("answered %v before the end was saved", err)
+		default:
+		}
+		release()
+		var ended *broker.EndedError
+		require.ErrorAs(t, <-answered, &ended)
+		assert.Equal(t, "expired", ended.Session.Outcome)
+		e.close()
+	})
 }
