@@ -135,7 +135,8 @@ type Config struct {
 	MaxSessions, MaxSessionsPerOwner int
 	// QuarantineAfter is how many teardowns failing in a row, or starts
 	// of that many different topologies failing in a row, quarantine the
-	// host (default 3). QuarantineBackoff is the first wait before a
+	// host (default 3); a step cut short by its caller (context.Canceled)
+	// counts neither way. QuarantineBackoff is the first wait before a
 	// cleanup retry while quarantined (default 1 min; it doubles up to 30
 	// min).
 	QuarantineAfter   int
@@ -239,17 +240,19 @@ func New(cfg Config) (*Broker, error) {
 // and counts towards quarantine), rebuilds the saved queue (every restored
 // session gets a full TTL from now), drops lab references of sessions that
 // no longer exist, and starts the readiness probe. Call it once, before
-// serving.
+// serving. When ctx ends during the recovery, the recovery's error is
+// returned, but the Broker is started all the same (the lab it could not
+// deal with is kept dirty) and must be closed.
 func (b *Broker) Start(ctx context.Context) (lab.Recovery, error) {
 	if b.q != nil {
 		panic("broker: Start called twice")
 	}
 	rec, err := b.mgr.Recover(ctx)
 	if err != nil && ctx.Err() != nil {
-		return rec, fmt.Errorf("start broker: %w", err)
-	}
-	if err != nil {
+		err = fmt.Errorf("start broker: %w", err)
+	} else if err != nil {
 		b.log.Error("Startup cleanup encountered an error", "err", err)
+		err = nil
 	}
 	b.restore(b.cfg.Restore)
 	b.mgr.DropHoldersExcept(func(holder string) bool {
@@ -257,7 +260,7 @@ func (b *Broker) Start(ctx context.Context) (lab.Recovery, error) {
 		return err == nil
 	})
 	b.health.start(b)
-	return rec, nil
+	return rec, err
 }
 
 // Manager returns the host's lab manager.

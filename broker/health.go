@@ -81,7 +81,16 @@ func (b *Broker) labEvent(ev lab.Event) {
 	}
 }
 
+// cutShort reports whether a lab step failed only because its caller gave
+// up (its client went away, its session ended, the server is closing): that
+// says nothing about the host, so the quarantine rules ignore it. A step
+// that ran out of time (context.DeadlineExceeded) still counts.
+func cutShort(err error) bool { return errors.Is(err, context.Canceled) }
+
 func (h *health) tornDown(b *Broker, ev lab.Event) {
+	if cutShort(ev.Err) {
+		return
+	}
 	h.mu.Lock()
 	if ev.Err == nil {
 		// Only the cleanup of the retry loop lifts a quarantine: the
@@ -100,6 +109,9 @@ func (h *health) tornDown(b *Broker, ev lab.Event) {
 }
 
 func (h *health) started(b *Broker, ev lab.Event) {
+	if cutShort(ev.Err) {
+		return
+	}
 	h.mu.Lock()
 	if ev.Err == nil {
 		h.startFails = nil

@@ -105,13 +105,38 @@ func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (
 	o.sess.mu.Lock()
 	o.sess.lab = &LabUse{Topology: bundle.TopologyName(), Fingerprint: res.Fingerprint, Reused: res.Reused}
 	o.sess.mu.Unlock()
-	if st := o.b.cfg.Store; st != nil {
-		if info, err := o.b.q.Status(o.id); err == nil {
-			st.PutSession(saved(info))
-		}
+	if err := o.save(); err != nil {
+		return lab.Result{}, err
 	}
 	o.b.sync(ctx)
 	return res, nil
+}
+
+// save hands the session, as it is now, to the Store. The save is made
+// outside the queue's lock, so a removal journaled between the look-up and
+// the save would be undone by it: if the session ended by the time it is
+// saved (the journal puts every removal in the memory of ended sessions
+// first), its deletion is handed over once more, after the save, and the
+// end is the error. Its lab references went with its removal. A session
+// that left because the Broker is closing stays saved, references and all.
+func (o *Op) save() error {
+	info, err := o.b.q.Status(o.id)
+	if err != nil {
+		if o.b.closing.Load() {
+			return ErrClosed
+		}
+		return o.b.gone(o.id)
+	}
+	st := o.b.cfg.Store
+	if st == nil {
+		return nil
+	}
+	st.PutSession(saved(info))
+	if _, ended := o.b.ended.find(o.id, time.Now()); ended {
+		st.DeleteSession(o.id)
+		return o.b.gone(o.id)
+	}
+	return nil
 }
 
 // Release drops one of the session's lab references (none held: no-op;

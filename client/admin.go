@@ -46,7 +46,7 @@ func (a *Admin) Evict(ctx context.Context, id, reason string) error {
 	if err := a.post(ctx, "/admin/sessions/"+url.PathEscape(id)+"/evict", body); err != nil {
 		return fmt.Errorf("evict %s: %w", api.Clip(id), err)
 	}
-	a.c.cfg.logger.Info("Session evicted", "session", id, "reason", reason)
+	a.c.cfg.logger.Info("Session evicted", "session", api.ShortID(id), "reason", reason)
 	return nil
 }
 

@@ -21,8 +21,9 @@ const (
 	// RecoveredTornDown: the recorded lab was torn down; record and
 	// working directory are gone.
 	RecoveredTornDown
-	// RecoveredDirty: the teardown failed; the lab is kept as StateDirty
-	// (and recorded so) until a start or Destroy tears it down.
+	// RecoveredDirty: the teardown failed, or could not be tried (the
+	// locks could not be taken); the lab is kept as StateDirty (and
+	// recorded so) until a start or Destroy tears it down.
 	RecoveredDirty
 )
 
@@ -57,6 +58,10 @@ func (r Recovery) String() string {
 // directory; if that fails, it stays the current lab as StateDirty so the
 // next start (or Destroy) retries, and the error is returned.
 //
+// If the locks cannot be taken (ctx ends first, or the lock file cannot
+// be opened) the recorded lab is kept as StateDirty (see keepDirty) and
+// the error is returned with RecoveredDirty.
+//
 // A record whose directory is not one a Manager creates is refused with
 // an error, and nothing is touched.
 func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
@@ -73,18 +78,19 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 	}
 	lk := locks{m: m}
 	defer lk.unlock()
-	if err := lk.lockOp(ctx, true); err != nil {
-		return RecoveredNothing, fmt.Errorf("recover lab: %w", err)
+	err = lk.lockOp(ctx, true)
+	if err == nil {
+		err = lk.lockFile(ctx, true)
 	}
-	if err := lk.lockFile(ctx, true); err != nil {
-		return RecoveredNothing, fmt.Errorf("recover lab: %w", err)
+	if err != nil {
+		return m.keepDirty(fmt.Errorf("recover lab: %w", err))
 	}
 	rec, err := m.records.Load()
 	if err != nil || rec == nil {
 		return RecoveredNothing, wrapErr("recover lab", err)
 	}
-	if !filepath.IsAbs(rec.Dir) || !strings.HasPrefix(filepath.Base(rec.Dir), dirPrefix) {
-		return RecoveredNothing, fmt.Errorf("recover lab: recorded directory %q is not a lab working directory", rec.Dir)
+	if err := checkRecordedDir(rec.Dir); err != nil {
+		return RecoveredNothing, err
 	}
 	m.mu.Lock()
 	mine := m.cur
@@ -118,6 +124,45 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 	}
 	m.log.Info("Recovered lab torn down", "topology", rec.Topology, "dir", rec.Dir)
 	return RecoveredTornDown, nil
+}
+
+// checkRecordedDir refuses a recorded directory that is not one a Manager
+// creates: Recover touches nothing else.
+func checkRecordedDir(dir string) error {
+	if !filepath.IsAbs(dir) || !strings.HasPrefix(filepath.Base(dir), dirPrefix) {
+		return fmt.Errorf("recover lab: recorded directory %q is not a lab working directory", dir)
+	}
+	return nil
+}
+
+// keepDirty handles a Recover that could not take the locks (its context
+// ended while another process held the lock file, or the lock file cannot
+// be opened): the recorded lab was neither adopted nor torn down, so it is
+// kept as this Manager's lab in StateDirty, and the next start or Destroy
+// tears it down before anything else runs, instead of starting a lab
+// beside it and recording over it. The process groups its record lists
+// belong to the previous run of this process and are killed first. err
+// is returned.
+func (m *Manager) keepDirty(err error) (Recovery, error) {
+	rec, lerr := m.records.Load()
+	if lerr != nil || rec == nil || checkRecordedDir(rec.Dir) != nil {
+		return RecoveredNothing, err
+	}
+	m.killProcesses(context.Background(), rec.Processes)
+	m.mu.Lock()
+	if m.closed || m.cur != nil || m.state != StateNone {
+		m.mu.Unlock()
+		return RecoveredNothing, err // not at startup: lab work is under way
+	}
+	m.cur = &labRec{dir: rec.Dir, fp: rec.Fingerprint, topoName: rec.Topology,
+		holders: make(map[string]int), started: rec.StartedAt}
+	m.setStateLocked(StateDirty)
+	ver := m.recVer
+	m.mu.Unlock()
+	m.publish(ver)
+	m.log.Error("Lab left by a previous run not recovered; kept as dirty until a teardown succeeds",
+		"topology", rec.Topology, "dir", rec.Dir, "err", err)
+	return RecoveredDirty, err
 }
 
 // stillRuns asks the Runner, if it can tell, whether the recorded lab was

@@ -304,3 +304,41 @@ func TestKeepOnCloseCleansUpInterruptedStart(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(e.state, "lab.json"))
 	assert.Equal(t, lab.StateNone, e.m.Status().State)
 }
+
+// TestRecoverCutShortKeepsTheLabDirty: a startup cleanup that cannot take
+// the locks (another process holds the lock file until the daemon's
+// recovery deadline) has not touched the recorded lab, but must not
+// forget it either: the lab is kept as dirty, so the next start tears it
+// down first instead of starting beside it and recording over it.
+func TestRecoverCutShortKeepsTheLabDirty(t *testing.T) {
+	e := newEnv(t, &remotelabtest.FakeRunner{})
+	dir, err := os.MkdirTemp(e.work, "remotelab-lab-*")
+	require.NoError(t, err)
+	writeRecord(t, e.state, dir)
+	holder := flockHold(t, e.lockPath)
+
+	r := &remotelabtest.FakeRunner{}
+	e2 := newEnv(t, r, func(c *lab.Config) {
+		c.StateDir = e.state
+		c.LockPath = e.lockPath
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the recovery deadline has passed
+	got, err := e2.m.Recover(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, lab.RecoveredDirty, got)
+	assert.Empty(t, r.Calls(), "nothing ran without the locks")
+	st := e2.m.Status()
+	assert.Equal(t, lab.StateDirty, st.State)
+	assert.Equal(t, dir, st.Dir)
+	assert.Equal(t, lab.StateDirty, loadRecord(t, e.state).State)
+	assert.DirExists(t, dir)
+
+	require.NoError(t, holder.Unlock())
+	_, err = e2.m.TryAcquire(t.Context(), "s", newBundle(t, "b.yml", topoB), true)
+	require.NoError(t, err)
+	calls := r.Calls()
+	require.Equal(t, []string{"down", "up"}, ops(calls), "the recorded lab is torn down first")
+	assert.Equal(t, dir, calls[0].Dir)
+	assert.NoDirExists(t, dir)
+}

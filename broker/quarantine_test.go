@@ -1,0 +1,93 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/remotelab-go/remotelab/broker"
+	"github.com/remotelab-go/remotelab/lab"
+	"github.com/remotelab-go/remotelab/remotelabtest"
+)
+
+// cancelDuring acquires src for session id and cancels the acquire once
+// the runner call it waits for has been entered.
+func (e *env) cancelDuring(entered <-chan struct{}, id, src string) error {
+	e.t.Helper()
+	op, err := e.b.Begin(id)
+	require.NoError(e.t, err)
+	defer op.End()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := op.Acquire(ctx, bundle(e.t, src), true)
+		done <- err
+	}()
+	<-entered
+	cancel()
+	return <-done
+}
+
+// A start its client gave up on (it went away, its session ended) says
+// nothing about the host: clients that disconnect during netlab up, with
+// different topologies, never quarantine it.
+func TestCancelledStartsDoNotQuarantine(t *testing.T) {
+	entered := make(chan struct{})
+	runner := &remotelabtest.FakeRunner{UpHook: func(ctx context.Context, _ lab.Spec) error {
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	e := newEnv(t, runner)
+	s := e.join("alice")
+	for _, src := range []string{topoA, topoB, topoC} {
+		err := e.cancelDuring(entered, s.ID, src)
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	ready, reason := e.b.Ready()
+	assert.True(t, ready, "not ready: %s", reason)
+	assert.Nil(t, e.b.Queue().Quarantine)
+	assert.NotContains(t, e.audit.actions(), "quarantine")
+}
+
+// Likewise a teardown cut short by its client leaves the lab dirty (the
+// next start retries it) but does not count as a failed teardown.
+func TestCancelledTeardownsDoNotQuarantine(t *testing.T) {
+	entered := make(chan struct{})
+	var blockDown bool
+	runner := &remotelabtest.FakeRunner{DownHook: func(ctx context.Context, _ string) error {
+		if !blockDown {
+			return nil
+		}
+		entered <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	e := newEnv(t, runner)
+	s := e.join("alice")
+	_, err := e.acquire(s.ID, topoA)
+	require.NoError(t, err)
+	e.release(s.ID)
+	blockDown = true // set before the next runner call, read by it
+	for _, src := range []string{topoB, topoC, topoB} {
+		err := e.cancelDuring(entered, s.ID, src)
+		require.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, lab.StateDirty, e.b.Manager().Status().State)
+	}
+	ready, reason := e.b.Ready()
+	assert.True(t, ready, "not ready: %s", reason)
+	assert.NotContains(t, e.audit.actions(), "quarantine")
+
+	// Failed teardowns still count.
+	runner.DownHook = func(context.Context, string) error { return errors.New("containerlab destroy failed") }
+	for range 3 {
+		_, err := e.acquire(s.ID, topoA)
+		require.Error(t, err)
+	}
+	_, err = e.acquire(s.ID, topoA)
+	require.ErrorIs(t, err, broker.ErrQuarantined)
+}
