@@ -378,15 +378,12 @@ func (a *admission) release(owner string) {
 	}
 }
 
-// reset counts the places of the given sessions afresh.
-func (a *admission) reset(infos []queue.Info[*session]) {
+// add counts a place for owner without a limit (a restored session).
+func (a *admission) add(owner string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	clear(a.owners)
-	a.total = len(infos)
-	for _, info := range infos {
-		a.owners[info.Payload.limitOwner]++
-	}
+	a.total++
+	a.owners[owner]++
 }
 
 // short shortens a session id for logs.

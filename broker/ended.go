@@ -9,39 +9,45 @@ import (
 // newest of them, a call naming one that ended within EndedMemoryAge learns
 // why (EndedError), and the holds among them make the wait estimate.
 type endedLog struct {
-	mu    sync.Mutex
-	list  []Ended           // oldest first
-	first uint64            // the number of list[0]; numbers grow by one per end
-	byID  map[string]uint64 // session id → number
+	mu   sync.Mutex
+	ring []Ended // at most EndedMemory; the next end goes to ring[next]
+	next int
+	// byID maps a session id to its end's number: ends are numbered from
+	// 0 in order, and end n lives in ring[n%EndedMemory] while n >= total-EndedMemory.
+	byID  map[string]uint64
+	total uint64 // ends recorded
 	// holds are the last EstimateWindow hold durations, a ring.
 	holds  [EstimateWindow]time.Duration
 	nHolds int
-	served int // ended sessions that held the lab
+	served int // ended sessions that held the lab, since the state began
 }
 
-// add records an end.
+// add records an end, forgetting the oldest one when EndedMemory are
+// remembered.
 func (l *endedLog) add(e Ended) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.byID[e.ID] = l.first + uint64(len(l.list))
-	l.list = append(l.list, e)
+	if len(l.ring) < EndedMemory {
+		l.ring = append(l.ring, e)
+	} else {
+		old := l.ring[l.next]
+		if l.byID[old.ID] == l.total-EndedMemory {
+			delete(l.byID, old.ID)
+		}
+		l.ring[l.next] = e
+	}
+	l.next = (l.next + 1) % EndedMemory
+	l.byID[e.ID] = l.total
+	l.total++
 	if held, ok := e.Held(); ok {
 		l.holds[l.served%EstimateWindow] = held
 		l.served++
 		l.nHolds = min(l.nHolds+1, EstimateWindow)
 	}
-	// Trim in batches, so the copy is amortised over many adds.
-	if len(l.list) >= EndedMemory+EndedMemory/4 {
-		drop := len(l.list) - EndedMemory
-		for _, old := range l.list[:drop] {
-			if l.byID[old.ID] < l.first+uint64(drop) {
-				delete(l.byID, old.ID)
-			}
-		}
-		l.list = append([]Ended(nil), l.list[drop:]...)
-		l.first += uint64(drop)
-	}
 }
+
+// at returns end number n; the caller checks that it is remembered.
+func (l *endedLog) at(n uint64) Ended { return l.ring[n%EndedMemory] }
 
 // find returns the end of session id if it ended within EndedMemoryAge of
 // now.
@@ -49,10 +55,10 @@ func (l *endedLog) find(id string, now time.Time) (Ended, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n, ok := l.byID[id]
-	if !ok || n < l.first {
+	if !ok || l.total-n > uint64(len(l.ring)) {
 		return Ended{}, false
 	}
-	e := l.list[n-l.first]
+	e := l.at(n)
 	if now.Sub(e.EndedAt) > EndedMemoryAge {
 		return Ended{}, false
 	}
@@ -63,10 +69,10 @@ func (l *endedLog) find(id string, now time.Time) (Ended, bool) {
 func (l *endedLog) recent(limit int) []Ended {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	limit = min(limit, HistoryLen, len(l.list))
-	out := make([]Ended, 0, max(limit, 0))
-	for i := len(l.list) - 1; len(out) < limit; i-- {
-		out = append(out, l.list[i])
+	limit = max(min(limit, HistoryLen, len(l.ring)), 0)
+	out := make([]Ended, 0, limit)
+	for n := l.total; len(out) < limit; n-- {
+		out = append(out, l.at(n-1))
 	}
 	return out
 }

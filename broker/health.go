@@ -141,10 +141,12 @@ func (b *Broker) enterQuarantine(reason string) {
 	}
 	q := *h.quarantine
 	kick := h.kick
-	h.mu.Unlock()
+	// Saved under the lock (the Store only buffers), so a lift racing
+	// this update is saved in the same order as it happened.
 	if st := b.cfg.Store; st != nil {
 		st.PutQuarantine(&q)
 	}
+	h.mu.Unlock()
 	if already {
 		return
 	}
@@ -168,13 +170,13 @@ func (b *Broker) lift(actor, why string) bool {
 		h.quarantine = nil
 		h.downFails = 0
 		h.startFails = nil
+		if st := b.cfg.Store; st != nil {
+			st.PutQuarantine(nil)
+		}
 	}
 	h.mu.Unlock()
 	if !was {
 		return false
-	}
-	if st := b.cfg.Store; st != nil {
-		st.PutQuarantine(nil)
 	}
 	b.log.Warn("Lab host quarantine lifted", "actor", actor, "reason", why)
 	b.audit(Audit{Actor: actor, Action: "unquarantine", Reason: why})

@@ -101,8 +101,16 @@ func (b *Broker) restore(st *State) {
 	if st != nil {
 		sessions := slices.Clone(st.Sessions)
 		slices.SortFunc(sessions, func(a, c SavedSession) int { return cmp.Compare(a.Seq, c.Seq) })
+		seen := make(map[string]bool, len(sessions))
 		for _, s := range sessions {
+			if s.ID == "" || seen[s.ID] {
+				continue // a damaged store: the queue would skip it too
+			}
+			seen[s.ID] = true
 			p := newSession(s.Seq, s.Owner, s.LimitOwner, s.Labels)
+			// Counted before the queue starts: its first sweep may
+			// already end sessions whose deadlines passed meanwhile.
+			b.admission.add(p.limitOwner)
 			if s.Lab != nil {
 				l := *s.Lab
 				p.lab = &l
@@ -127,7 +135,4 @@ func (b *Broker) restore(st *State) {
 		}
 	}
 	b.q = queue.New(cfg)
-	// Sessions restored twice (a corrupt store) were skipped by the
-	// queue: count owners from what it kept.
-	b.admission.reset(b.q.Snapshot())
 }

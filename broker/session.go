@@ -409,11 +409,13 @@ func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	level := slog.LevelInfo
 	if rm.Reason != queue.Left && rm.Reason != queue.Closed {
 		level = slog.LevelWarn
-		p.mu.Lock()
-		actor := p.endActor
-		p.mu.Unlock()
-		if actor == "" {
-			actor = SystemActor
+		actor := SystemActor
+		if rm.Reason == queue.Evicted {
+			// Evict set it; an expiry racing an eviction is the
+			// server's doing, not the admin's.
+			p.mu.Lock()
+			actor = p.endActor
+			p.mu.Unlock()
 		}
 		b.audit(Audit{Actor: actor, Action: e.Outcome, Session: info.ID, Owner: p.owner, Reason: e.Reason})
 	}
@@ -422,8 +424,8 @@ func (b *Broker) onRemove(rm queue.Removal[*session]) {
 	if b.cfg.Observer != nil {
 		b.cfg.Observer.SessionEnded(e)
 	}
-	b.changes.notify()
 	b.sync(context.Background())
+	b.changes.notify()
 }
 
 // onPromote announces a new holder, once its promotion is saved.
@@ -434,6 +436,6 @@ func (b *Broker) onPromote(info queue.Info[*session]) {
 	if b.cfg.Observer != nil {
 		b.cfg.Observer.SessionPromoted(waited)
 	}
-	b.changes.notify()
 	b.sync(context.Background())
+	b.changes.notify()
 }

@@ -19,8 +19,8 @@ type View struct {
 	// Lab is the host's lab.
 	Lab lab.Status
 	// HoldAverage is the mean of the last holds (HasHoldAverage false
-	// before the first ended); Served counts the remembered sessions that
-	// held the lab.
+	// before the first ended); Served counts the sessions that held the
+	// lab and ended: this run's, plus those the saved state remembered.
 	HoldAverage    time.Duration
 	HasHoldAverage bool
 	Served         int
