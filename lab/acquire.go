@@ -208,8 +208,16 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 		default:
 			m.log.Info("Cleaning up dirty lab before start", "topology", old.topoName, "dir", old.dir)
 		}
-		if err := m.teardown(ctx, old, p.reason); err != nil {
+		// A caller that gives up abandons its start, not this teardown:
+		// cut short, it would leave the old lab dirty.
+		dctx, cancel := m.teardownContext(ctx)
+		err := m.teardown(dctx, old, p.reason)
+		cancel()
+		if err != nil {
 			return Result{}, fmt.Errorf("start lab: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return Result{}, fmt.Errorf("start lab: %w", m.ctxErr(ctx))
 		}
 	}
 
@@ -247,8 +255,8 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 		m.log.Error("Lab start failed", "topology", l.topoName, "holder", short(holder), "err", err)
 		m.emit(Event{Kind: EventStarted, Fingerprint: fp, Err: upErr})
 		// Up may have left part of the lab running: tear it down even if
-		// the caller gave up, within DownTimeout.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.DownTimeout)
+		// the caller gave up.
+		dctx, cancel := m.teardownContext(ctx)
 		defer cancel()
 		m.mu.Lock()
 		m.pending = nil

@@ -116,3 +116,11 @@ func (m *Manager) teardown(ctx context.Context, l *labRec, reason string) error 
 	m.emit(Event{Kind: EventTornDown, Fingerprint: l.fp, Reason: reason})
 	return nil
 }
+
+// teardownContext returns the context of a teardown the caller must not
+// cut short (a failed start's cleanup, the teardown before a switch): it
+// ignores ctx's cancellation (and Close's: an interrupted start is still
+// cleaned up) but keeps its values, and ends after DownTimeout.
+func (m *Manager) teardownContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.DownTimeout)
+}
