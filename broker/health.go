@@ -66,6 +66,10 @@ func (h *health) quarantined() (Quarantine, bool) {
 	return *h.quarantine, true
 }
 
+// Quarantined reports whether the host is quarantined, and the
+// quarantine if it is.
+func (b *Broker) Quarantined() (Quarantine, bool) { return b.health.quarantined() }
+
 // labEvent feeds the quarantine rules and passes lab events on.
 func (b *Broker) labEvent(ev lab.Event) {
 	switch ev.Kind {

@@ -20,7 +20,7 @@ func (b *Broker) Gate(id string) (Session, error) {
 	if info.Status != queue.Active {
 		return Session{}, ErrNotActive
 	}
-	return b.describe(info, time.Now()), nil
+	return b.session(info), nil
 }
 
 // Op is one lab operation of the active session: an acquire, a release or
@@ -81,7 +81,7 @@ func (o *Op) Touch() { _, _ = o.b.q.Touch(o.id) }
 // *EndedError, and whatever it got is dropped. While the host is
 // quarantined it fails at once with a *QuarantineError.
 func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (lab.Result, error) {
-	if q, ok := o.b.health.quarantined(); ok {
+	if q, ok := o.b.Quarantined(); ok {
 		return lab.Result{}, &QuarantineError{Reason: q.Reason}
 	}
 	ctx, done, err := o.pin(ctx)

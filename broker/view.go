@@ -42,7 +42,7 @@ func (b *Broker) Queue() View {
 		Served:         b.ended.servedCount(),
 		Draining:       b.q.IsPaused(),
 	}
-	if q, ok := b.health.quarantined(); ok {
+	if q, ok := b.Quarantined(); ok {
 		v.Quarantine = &q
 	}
 	infos := b.q.Snapshot()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -35,9 +34,9 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
 			Msg: "Give the full session id or its first 8 characters (as /queue shows them)", Input: api.Clip(id)}).write(w)
 		return
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(unwrapWriter(w), r.Body, maxEvictBody))
-	if err != nil {
-		errorf(http.StatusRequestEntityTooLarge, "Eviction request larger than %d bytes", maxEvictBody).write(w)
+	data, rerr := readSmallBody(w, r, "Eviction request", maxEvictBody)
+	if rerr != nil {
+		rerr.write(w)
 		return
 	}
 	var req api.EvictRequest

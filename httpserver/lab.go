@@ -61,6 +61,11 @@ func (s *Server) acquireLab(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer op.End()
+	if q, ok := s.b.Quarantined(); ok {
+		// Refused before the upload is read, not after.
+		s.labError(w, r, "acquire lab", &broker.QuarantineError{Reason: q.Reason})
+		return
+	}
 	b, reuse, rerr := s.readUpload(w, r, op)
 	if rerr != nil && rerr.gone {
 		err := op.Err()

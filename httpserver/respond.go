@@ -2,9 +2,13 @@ package httpserver
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"time"
 
 	"github.com/remotelab-go/remotelab/api"
 )
@@ -69,4 +73,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
 	_, _ = w.Write(b)
+}
+
+// smallBodyTimeout bounds the reading of every request body but an
+// upload's (which has the upload timeout): a client trickling a small body
+// must not hold a connection for ever.
+const smallBodyTimeout = 30 * time.Second
+
+// readSmallBody reads a small JSON body (what names it in errors, at most
+// limit bytes): 413 when larger, 408 when it does not arrive within
+// smallBodyTimeout (the guard set that deadline), 400 when cut.
+func readSmallBody(w http.ResponseWriter, r *http.Request, what string, limit int64) ([]byte, *reqError) {
+	data, err := io.ReadAll(http.MaxBytesReader(unwrapWriter(w), r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errorf(http.StatusRequestEntityTooLarge, "%s larger than %d bytes", what, limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errorf(http.StatusRequestTimeout, "%s body did not arrive within %v", what, smallBodyTimeout)
+	case err != nil:
+		return nil, errorf(http.StatusBadRequest, "Cannot read the request body: %s", api.Clip(err.Error()))
+	}
+	return data, nil
 }

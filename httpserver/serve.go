@@ -65,6 +65,7 @@ func (s *Server) handle(pattern string, a access, h http.HandlerFunc) {
 // the probes), and authenticates and authorises the caller.
 func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.HandlerFunc {
 	probe := pattern == "GET /healthz" || pattern == "GET /readyz"
+	upload := pattern == "POST /lab" // it has a deadline of its own
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw, _ := w.(*statusWriter)
 		if sw != nil {
@@ -73,6 +74,12 @@ func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.Handl
 		if s.draining.Load() && !probe {
 			writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
 			return
+		}
+		if r.ContentLength != 0 && !upload {
+			// Also bounds net/http's draining of a body the handler
+			// left unread. (Requests without a body get no deadline:
+			// long-polls and event streams must not be cut.)
+			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(smallBodyTimeout))
 		}
 		if !rt.open {
 			id, ok := s.authorize(w, r, rt.access)

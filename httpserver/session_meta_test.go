@@ -2,6 +2,7 @@ package httpserver_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -200,5 +201,39 @@ func TestSessionMetadataInQueue(t *testing.T) {
 		require.Equal(t, api.StatusActive, st.Status)
 		require.NotNil(t, st.HoldDeadline)
 		assert.Equal(t, start.Add(20*time.Second+time.Hour), *st.HoldDeadline)
+	})
+}
+
+// TestSmallBodyTimesOut: a JSON body trickled or stalled (here half of it
+// sent, then nothing) gets 408 after 30 s instead of holding the
+// connection; nothing is created.
+func TestSmallBodyTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, overPipe())
+		body := []byte(`{"owner": "slow", "labels": {"a": "b"}}`)
+		pr, pw := io.Pipe()
+		hr, err := http.NewRequest(http.MethodPost, e.base+"/session", pr)
+		require.NoError(t, err)
+		hr.Header.Set("Content-Type", "application/json")
+		hr.ContentLength = int64(len(body))
+		start := time.Now()
+		done := make(chan resp, 1)
+		go func() {
+			res, err := e.client.Do(hr)
+			if err != nil {
+				done <- resp{code: -1, body: []byte(err.Error())}
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			done <- resp{code: res.StatusCode, body: b}
+		}()
+		_, _ = pw.Write(body[:10])
+		r := <-done
+		_ = pw.Close()
+		assert.Equal(t, 30*time.Second, time.Since(start))
+		require.Equal(t, http.StatusRequestTimeout, r.code, "%s", r.body)
+		assert.Contains(t, r.detail(t), "did not arrive within 30s")
+		assert.Zero(t, e.b.Len(), "nothing created")
 	})
 }

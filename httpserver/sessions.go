@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -82,16 +81,9 @@ func readSessionRequest(w http.ResponseWriter, r *http.Request) (api.SessionRequ
 	if mt != "application/json" {
 		return req, nil
 	}
-	body := http.MaxBytesReader(unwrapWriter(w), r.Body, maxSessionBody)
-	data, err := io.ReadAll(body)
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return req, errorf(http.StatusRequestEntityTooLarge, "Session request larger than %d bytes", maxSessionBody)
-	case err != nil:
-		return req, errorf(http.StatusBadRequest, "Cannot read the request body: %v", err)
-	case len(data) == 0:
-		return req, nil
+	data, rerr := readSmallBody(w, r, "Session request", maxSessionBody)
+	if rerr != nil || len(data) == 0 {
+		return req, rerr
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -153,7 +145,7 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 			}).write(w)
 			return
 		}
-		wait = min(d, s.maxWait)
+		wait = min(d, s.maxWait, s.b.LongPollLimit())
 	}
 	if !s.ownSession(w, r, id) {
 		return

@@ -25,18 +25,23 @@ const activeTTL = 300 * time.Second
 
 func TestLongPollElapses(t *testing.T) {
 	for _, tc := range []struct {
-		wait    string
-		maxWait time.Duration
-		want    time.Duration
+		name       string
+		wait       string
+		maxWait    time.Duration
+		waitingTTL time.Duration
+		want       time.Duration
 	}{
 		{wait: "30s", want: 30 * time.Second},
 		{wait: "2.5", want: 2500 * time.Millisecond},
 		{wait: "1m30s", want: 60 * time.Second}, // capped at the default MaxWait
 		{wait: "100", maxWait: 5 * time.Second, want: 5 * time.Second},
+		// Half the waiting TTL: the session must not expire while parked.
+		{name: "TTL", wait: "30s", waitingTTL: 20 * time.Second, want: 10 * time.Second},
 	} {
-		t.Run(tc.wait, func(t *testing.T) {
+		t.Run(tc.name+tc.wait, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e := newEnv(t, overPipe(), withConfig(func(c *httpserver.Config) { c.MaxWait = tc.maxWait }))
+				e := newEnv(t, overPipe(), withConfig(func(c *httpserver.Config) { c.MaxWait = tc.maxWait }),
+					withBroker(func(c *broker.Config) { c.WaitingTTL = tc.waitingTTL }))
 				e.createSession()
 				w := e.createSession().SessionID
 				start := time.Now()
@@ -93,19 +98,23 @@ func TestLongPollWakesAtOnce(t *testing.T) {
 	})
 }
 
-// TestLongPollOfExpiringSession: a session that expires while parked
-// gets 404 when it expires, not when the wait ends.
-func TestLongPollOfExpiringSession(t *testing.T) {
+// TestLongPollNeverOutlastsTheWaitingTTL: waiting does not count as
+// activity, so a long-poll answers after at most half the waiting TTL,
+// whatever it asked for: a client parked on its session never lets it
+// expire.
+func TestLongPollNeverOutlastsTheWaitingTTL(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, overPipe(), withBroker(func(c *broker.Config) { c.WaitingTTL = 10 * time.Second }))
-		e.createSession()
+		a := e.createSession().SessionID
 		w := e.createSession().SessionID
-		start := time.Now()
-		r := e.get("/session/"+w+"?wait=60s", w)
-		assert.Equal(t, http.StatusNotFound, r.code)
-		assert.Equal(t, api.DetailSessionNotFound, r.detail(t))
-		assert.Less(t, time.Since(start), 11*time.Second)
-		assert.Greater(t, time.Since(start), 10*time.Second)
+		for range 10 { // 50 s of polling, five waiting TTLs
+			start := time.Now()
+			r := e.get("/session/"+w+"?wait=60s", w)
+			require.Equal(t, http.StatusOK, r.code, "%s", r.body)
+			assert.Equal(t, 5*time.Second, time.Since(start))
+			require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
+		}
+		assert.Equal(t, 2, e.b.Len())
 	})
 }
 
@@ -137,7 +146,7 @@ func TestLongPollRefreshesWhenItAnswers(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, e.send(post("/session/heartbeat", a)).code)
 		time.Sleep(89 * time.Second)
 		synctest.Wait()
-		assert.Equal(t, 2, e.b.Len(), "expired 90 s after the poll was sent, 29 s after it answered")
+		assert.Equal(t, 2, e.b.Len(), "alive 89 s after the poll answered (at half the TTL, 45 s)")
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		assert.Equal(t, 1, e.b.Len(), "not expired 91 s after the poll answered")
