@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -28,6 +29,10 @@ import (
 // forcedExitWait is how long a second signal lets the cancelled work
 // (netlab process groups being interrupted) wind down before exiting.
 const forcedExitWait = time.Second
+
+// codeReadOnly is lock's answer for a lock file that cannot be created
+// (a read-only directory); for the host's lock in TMPDIR it is fatal.
+const codeReadOnly = -1
 
 // cancelledRequestsWait bounds how long requests cancelled at the end of
 // the shutdown grace get to write their answer (a netlab up they ran is
@@ -97,7 +102,7 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 	inst, code := d.lock(os.TempDir(), lockFileName, metaFileName, meta,
 		"Not starting: one Remote Lab Manager per host (stop the running one first)")
 	if inst == nil {
-		return code
+		return max(code, 1)
 	}
 	defer d.unlock(inst)
 	// The state directory is locked before anything in it is touched: a
@@ -106,14 +111,21 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 	if err := os.MkdirAll(d.cfg.StateDir, 0o750); err != nil {
 		d.fatal("Cannot create the state directory", "dir", d.cfg.StateDir, "err", err,
 			"hint", "create it for this user or pass --state-dir")
-		return 1
+		return 2 // a configuration error: systemd must not retry it
 	}
 	stateInst, code := d.lock(d.cfg.StateDir, stateLockName, stateMetaName, meta,
 		"Not starting: another Remote Lab Manager uses this state directory (stop it first, or pass another --state-dir)")
-	if stateInst == nil {
+	switch {
+	case stateInst != nil:
+		defer d.unlock(stateInst)
+	case code == codeReadOnly:
+		// Nothing can be saved or changed in it either: serve, unsaved
+		// and not ready (/readyz says why), rather than not at all.
+		d.log.Error("The state directory cannot be written; serving without saving state until it can",
+			"dir", d.cfg.StateDir)
+	default:
 		return code
 	}
-	defer d.unlock(stateInst)
 
 	stopCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -155,6 +167,10 @@ func (d *daemon) lock(dir, lockName, metaName string, meta instanceMeta, refused
 	if errors.Is(err, errAnotherInstance) {
 		d.fatal(refused, "lock", filepath.Join(dir, lockName))
 		return nil, 1
+	}
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		d.log.Error("Cannot create the single-instance lock", "lock", filepath.Join(dir, lockName), "err", err)
+		return nil, codeReadOnly
 	}
 	if err != nil {
 		d.fatal("Cannot take the single-instance lock", "err", err)
@@ -270,6 +286,15 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 	// A signal does not cut the recovery short (only a second one does).
 	rctx, cancel := forcedContext(forceCtx, cfg.DownTimeout)
 	rec, err := b.Start(rctx)
+	if err == nil {
+		// Labs no record names (a state file moved aside lost it) must
+		// not run on unseen beside the next start.
+		if n, serr := b.Manager().CleanStrays(rctx); serr != nil {
+			log.Error("Cannot tear down every lab no record names", "err", serr, "removed", n)
+		} else if n > 0 {
+			log.Warn("Tore down labs no record named", "removed", n)
+		}
+	}
 	cancel()
 	switch {
 	case stopCtx.Err() != nil:
@@ -316,6 +341,9 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 	}
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.Port != cfg.Port {
 		for _, in := range []*instance{inst, stateInst} {
+			if in == nil {
+				continue // a read-only state directory has no lock
+			}
 			if err := in.updatePort(tcp.Port); err != nil {
 				log.Warn("Failed to write instance metadata", "err", err)
 			}

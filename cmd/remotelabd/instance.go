@@ -133,11 +133,15 @@ func lockInstance(dir, lockName, metaName string, log *slog.Logger) (*instance, 
 	lockPath := filepath.Join(dir, lockName)
 	in.lock = flock.New(lockPath, flock.SetPermissions(0o644))
 	ok, err := in.lock.TryLock()
-	if errors.Is(err, fs.ErrPermission) {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
 		// Another user's lock file in a sticky /tmp cannot be opened
-		// with O_CREATE (fs.protected_regular); it can without.
+		// with O_CREATE (fs.protected_regular), nor any file of a
+		// read-only file system; an existing one can be without.
 		in.lock = flock.New(lockPath, flock.SetFlag(os.O_RDONLY))
-		ok, err = in.lock.TryLock()
+		var rerr error
+		if ok, rerr = in.lock.TryLock(); !errors.Is(rerr, fs.ErrNotExist) {
+			err = rerr // else: no file to open read-only, the first error says why
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("take single-instance lock %s: %w", lockPath, err)
