@@ -14,12 +14,12 @@ const SystemActor = "remotelabd"
 
 // Audit is one entry of the audit log.
 type Audit struct {
-	Time    time.Time
-	Actor   string // who: an admin's name, "local" or SystemActor
-	Action  string // drain, resume, evicted, expired, quarantine, ...
-	Session string // the session concerned (8 characters), if any
-	Owner   string // its owner
-	Reason  string
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`             // who: an admin's name, "local" or SystemActor
+	Action  string    `json:"action"`            // drain, resume, evicted, expired, quarantine, ...
+	Session string    `json:"session,omitempty"` // the session concerned (8 characters), if any
+	Owner   string    `json:"owner,omitempty"`   // its owner
+	Reason  string    `json:"reason,omitempty"`
 }
 
 // Auditor records audit entries. Record must have made the entry durable

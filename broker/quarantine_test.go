@@ -54,8 +54,9 @@ func TestCancelledStartsDoNotQuarantine(t *testing.T) {
 	assert.NotContains(t, e.audit.actions(), "quarantine")
 }
 
-// Likewise a teardown cut short by its client leaves the lab dirty (the
-// next start retries it) but does not count as a failed teardown.
+// Likewise a teardown cut short (its caller's context ended: a shutdown, an
+// API caller of Op.Destroy that gives up) leaves the lab dirty (the next
+// start retries it) but does not count as a failed teardown.
 func TestCancelledTeardownsDoNotQuarantine(t *testing.T) {
 	entered := make(chan struct{})
 	var blockDown bool
@@ -69,13 +70,25 @@ func TestCancelledTeardownsDoNotQuarantine(t *testing.T) {
 	}}
 	e := newEnv(t, runner)
 	s := e.join("alice")
-	_, err := e.acquire(s.ID, topoA)
-	require.NoError(t, err)
-	e.release(s.ID)
-	blockDown = true // set before the next runner call, read by it
-	for _, src := range []string{topoB, topoC, topoB} {
-		err := e.cancelDuring(entered, s.ID, src)
-		require.ErrorIs(t, err, context.Canceled)
+	blockDown = true // set before the runner calls below, read by them
+	for range 3 {
+		blockDown = false
+		_, err := e.acquire(s.ID, topoA)
+		require.NoError(t, err)
+		e.release(s.ID)
+		blockDown = true
+		op, err := e.b.Begin(s.ID)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := op.Destroy(ctx, true)
+			done <- err
+		}()
+		<-entered
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+		op.End()
 		assert.Equal(t, lab.StateDirty, e.b.Manager().Status().State)
 	}
 	ready, reason := e.b.Ready()
@@ -88,6 +101,6 @@ func TestCancelledTeardownsDoNotQuarantine(t *testing.T) {
 		_, err := e.acquire(s.ID, topoA)
 		require.Error(t, err)
 	}
-	_, err = e.acquire(s.ID, topoA)
+	_, err := e.acquire(s.ID, topoA)
 	require.ErrorIs(t, err, broker.ErrQuarantined)
 }

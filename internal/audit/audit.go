@@ -13,7 +13,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/remotelab-go/remotelab/broker"
 )
@@ -31,16 +30,6 @@ type Log struct {
 
 var _ broker.Auditor = (*Log)(nil)
 
-// line is one entry on disk.
-type line struct {
-	Time    time.Time `json:"time"`
-	Actor   string    `json:"actor"`
-	Action  string    `json:"action"`
-	Session string    `json:"session,omitempty"`
-	Owner   string    `json:"owner,omitempty"`
-	Reason  string    `json:"reason,omitempty"`
-}
-
 // Open opens (creating it, mode 0640) the audit log at path for appending.
 func Open(path string) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
@@ -55,7 +44,7 @@ func (l *Log) Path() string { return l.path }
 
 // Record appends a as one line and syncs the file before it returns.
 func (l *Log) Record(a broker.Audit) error {
-	data, err := json.Marshal(line(a))
+	data, err := json.Marshal(a)
 	if err != nil {
 		return fmt.Errorf("record audit entry: %w", err)
 	}
@@ -107,11 +96,11 @@ func (l *Log) Tail(n int) ([]broker.Audit, error) {
 	sc := bufio.NewScanner(bytes.NewReader(buf))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
-		var e line
+		var e broker.Audit
 		if json.Unmarshal(sc.Bytes(), &e) != nil || e.Action == "" {
 			continue
 		}
-		out = append(out, broker.Audit(e))
+		out = append(out, e)
 	}
 	if len(out) > n {
 		out = out[len(out)-n:]

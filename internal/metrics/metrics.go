@@ -127,9 +127,6 @@ func (m *Metrics) Watch(b *broker.Broker) { m.broker.Store(b) }
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler { return m.h }
 
-// Registry returns the registry, for more collectors.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // ObserveRequest counts one HTTP request to the route pattern. A server
 // that knows its routes in advance should keep their Route handles
 // instead, which skip the lookup of the route.
