@@ -42,24 +42,7 @@ func serveBaseline() error {
 	mux.HandleFunc("GET /session/{id}", b.status)
 	mux.HandleFunc("POST /session/heartbeat", b.heartbeat)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	fmt.Printf("listening on %s\n", ln.Addr())
-	ctx, stop := signalContext()
-	defer stop()
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return err
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return hs.Shutdown(sctx)
+	return serveUntilSignal(mux, nil)
 }
 
 func (b *baselineServer) create(w http.ResponseWriter, r *http.Request) {

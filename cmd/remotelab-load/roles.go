@@ -166,9 +166,19 @@ func serve() (err error) {
 		}
 		stack.srv.ServeHTTP(w, r)
 	})
+	err = serveUntilSignal(h, stack.srv.Close) // the drain answers parked long-polls now
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, stack.Close(ctx))
+}
+
+// serveUntilSignal serves h on a free loopback port, prints "listening on
+// ADDR" (what the harness waits for), and on SIGTERM or SIGINT calls drain
+// (if set) and shuts the server down. It returns serving's error, or nil
+// after a signal.
+func serveUntilSignal(h http.Handler, drain func()) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		stack.Close(context.Background())
 		return err
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -181,14 +191,14 @@ func serve() (err error) {
 	select {
 	case <-ctx.Done():
 	case err := <-served:
-		stack.Close(context.Background())
 		return err
 	}
-	stack.srv.Close() // parked long-polls answer now
+	if drain != nil {
+		drain()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = hs.Shutdown(sctx)
-	return stack.Close(sctx)
+	return hs.Shutdown(sctx)
 }
 
 // hold opens a session on the server in REMOTELAB_LOAD_URL (the queue must
