@@ -33,6 +33,16 @@ type baselineSession struct {
 	lastSeen time.Time
 }
 
+// pollKinds are the calls the throughput comparisons measure: a status
+// poll or a heartbeat of a random waiter.
+var pollKinds = []struct {
+	name string
+	fn   func(t *pollTarget) func(context.Context) error
+}{
+	{"status polls", func(t *pollTarget) func(context.Context) error { return t.poll }},
+	{"heartbeats", func(t *pollTarget) func(context.Context) error { return t.beat }},
+}
+
 // serveBaseline runs the baseline server on a free loopback port until
 // SIGTERM or SIGINT.
 func serveBaseline() error {
@@ -170,13 +180,7 @@ func runBaseline(ctx context.Context, e *env, r *scenarioReport) error {
 		targets = append(targets, t)
 	}
 	bt, rt := targets[0], targets[1]
-	for _, kind := range []struct {
-		name string
-		fn   func(t *pollTarget) func(context.Context) error
-	}{
-		{"status polls", func(t *pollTarget) func(context.Context) error { return t.poll }},
-		{"heartbeats", func(t *pollTarget) func(context.Context) error { return t.beat }},
-	} {
+	for _, kind := range pollKinds {
 		res, err := alternate(ctx, cfg.Rounds, cfg.Phase, cfg.Workers, []variant{
 			{"baseline", kind.fn(bt), bt.srv}, {"remotelabd", kind.fn(rt), rt.srv},
 		})

@@ -99,13 +99,7 @@ func runPersist(ctx context.Context, e *env, r *scenarioReport) error {
 		}
 		targets = append(targets, t)
 	}
-	for _, kind := range []struct {
-		name string
-		fn   func(t *pollTarget) func(context.Context) error
-	}{
-		{"status polls", func(t *pollTarget) func(context.Context) error { return t.poll }},
-		{"heartbeats", func(t *pollTarget) func(context.Context) error { return t.beat }},
-	} {
+	for _, kind := range pollKinds {
 		res, err := alternate(ctx, cfg.Rounds, cfg.Phase, cfg.Workers, []variant{
 			{"(b) no store", kind.fn(targets[0]), mem}, {"(c) store", kind.fn(targets[1]), stored},
 		})
