@@ -281,21 +281,60 @@ func TestHeartbeatsWhileWaiting(t *testing.T) {
 	})
 }
 
-// A waiting session that the server drops (here: no heartbeats and a
-// waiting TTL shorter than a long-poll) ends Open with ErrNotFound at
-// once, instead of the original's minutes of retries.
-func TestOpenFailsWhenWaitingSessionExpires(t *testing.T) {
+// A waiting session that the server drops (here: an admin evicts it
+// in the middle of a long-poll) ends Open with ErrNotFound at once,
+// carrying the server's reason, instead of the original's minutes of
+// retries.
+func TestOpenFailsWhenWaitingSessionEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
 			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
 		open(t, srv.Client(client.WithHeartbeatInterval(3*time.Second)))
 		c, rec := recordingClient(srv, client.WithHeartbeatInterval(time.Hour))
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Open(context.Background())
+			errc <- err
+		}()
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		waiting := srv.Broker().Queue().Waiting
+		require.Len(t, waiting, 1)
 		start := time.Now()
-		_, err := c.Open(context.Background())
+		_, err := srv.Broker().Evict(waiting[0].ID, "alice", "maintenance")
+		require.NoError(t, err)
+		err = <-errc
 		require.ErrorIs(t, err, client.ErrNotFound)
-		assert.Equal(t, 20*time.Second, time.Since(start).Round(time.Second))
-		assert.Equal(t, 1, rec.count(http.MethodGet, "/session/"))
+		require.ErrorIs(t, err, client.ErrEvicted)
+		assert.Contains(t, err.Error(), "evicted by alice: maintenance")
+		assert.Zero(t, time.Since(start), "Open ends as soon as the server answers")
+		assert.Equal(t, 1, rec.count(http.MethodGet, "/session/"), "one long-poll, no retries")
 		assert.Equal(t, 1, srv.Broker().Len())
+	})
+}
+
+// The server answers a long-poll within half the waiting TTL, so a
+// client whose heartbeats are slower than that TTL still keeps its place
+// while it waits: its polls are its heartbeats.
+func TestLongPollKeepsWaitingSessionAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithoutNetwork(),
+			remotelabtest.WithTTLs(10*time.Second, 20*time.Second))
+		holder := open(t, srv.Client(client.WithHeartbeatInterval(3*time.Second)))
+		c := srv.Client(client.WithHeartbeatInterval(time.Hour))
+		errc := make(chan error, 1)
+		var s *client.Session
+		go func() {
+			var err error
+			s, err = c.Open(context.Background())
+			errc <- err
+		}()
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		require.Equal(t, 2, srv.Broker().Len())
+		require.NoError(t, holder.Close(context.Background()))
+		require.NoError(t, <-errc)
+		require.NoError(t, s.Close(context.Background()))
 	})
 }
 
