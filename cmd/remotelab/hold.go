@@ -45,7 +45,9 @@ exits with COMMAND's exit status. The devices are then printed to stderr,
 so that stdout is COMMAND's. A Ctrl-C reaches COMMAND (remotelab waits for
 it to end); SIGINT or SIGTERM sent to remotelab alone is passed on to it.
 If the server ends the session while COMMAND runs (an admin evicted it,
---max-hold passed), remotelab says so on stderr at once.
+--max-hold passed), remotelab says so on stderr at once (it follows the
+queue's event stream), sends COMMAND SIGTERM, since the lab may already
+be another session's, and exits 3 once COMMAND has ended.
 
 Without COMMAND, it holds the lab until Ctrl-C (or SIGTERM), or for
 --for DURATION, or until the server ends the session.
@@ -65,7 +67,7 @@ Exit status:
        topology, netlab failed
   2    bad flags or arguments
   3    the server ended the session while it held the lab (the reason is
-       printed)
+       printed), also while COMMAND ran, whatever COMMAND's status
   126  COMMAND could not be started; 127: COMMAND was not found
   128+N  interrupted by signal N (130 for SIGINT) before the lab was held;
        with COMMAND: COMMAND was killed by signal N`,
@@ -188,6 +190,12 @@ func (a *app) hold(ctx context.Context, o *holdOptions) int {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
+		if s.Err() != nil {
+			// The server ended the session (already reported): nothing is
+			// left to release; Close only stops the heartbeats.
+			_ = s.Close(cctx)
+			return
+		}
 		if held {
 			if err := s.Release(cctx); err != nil {
 				fmt.Fprintf(a.stderr, "remotelab hold: %v\n", err)
@@ -214,6 +222,10 @@ func (a *app) hold(ctx context.Context, o *holdOptions) int {
 		return a.fail("hold", err)
 	}
 	held = true
+	// Registered after the release above, so it runs before it: the
+	// watch ends before the session does.
+	stopWatch := watchEnd(ctx, c, s)
+	defer stopWatch()
 	how := "started"
 	if reused {
 		how = "reused"
@@ -269,6 +281,37 @@ func (a *app) holdLab(ctx context.Context, s *client.Session, d *time.Duration) 
 	}
 }
 
+// errSeenEnded stops watchEnd's queue watch.
+var errSeenEnded = errors.New("the session ended")
+
+// watchEnd makes s learn at once, not at its next heartbeat, that the
+// server ended it: when the queue's event stream shows another holder or
+// none, a status call fetches the server's answer, and a 404 ends s (its
+// Done closes, Err has the reason). Where the stream is not available the
+// heartbeats remain the way s learns it. stop ends the watch and waits
+// for it.
+func watchEnd(ctx context.Context, c *client.Client, s *client.Session) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	short := api.ShortID(s.ID())
+	go func() {
+		defer close(done)
+		_ = c.Watch(ctx, func(q api.Queue) error {
+			if q.Holder != nil && q.Holder.ID == short {
+				return nil
+			}
+			if _, err := s.Status(ctx); err != nil && s.Err() != nil {
+				return errSeenEnded
+			}
+			return nil
+		})
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // ended reports that the server ended the session, with its reason.
 func (a *app) ended(err error) int {
 	var se *client.Error
@@ -295,24 +338,30 @@ func (a *app) runCommand(intr *interrupts, s *client.Session, command []string, 
 	}
 	intr.setChild(cmd.Process)
 	done := make(chan struct{})
-	watched := make(chan struct{})
+	ended := make(chan bool, 1)
 	go func() {
-		defer close(watched)
 		select {
 		case <-s.Done():
+			// The lab is no longer this session's: another one may be
+			// using it already. COMMAND must stop touching it.
 			var se *client.Error
 			if err := s.Err(); errors.As(err, &se) && se.Reason != "" {
-				fmt.Fprintf(a.stderr, "remotelab hold: the server ended the session while %s runs: %s\n", command[0], se.Reason)
-			} else if err != nil && !errors.Is(err, client.ErrClosed) {
-				fmt.Fprintf(a.stderr, "remotelab hold: the session ended while %s runs: %v\n", command[0], err)
+				fmt.Fprintf(a.stderr, "remotelab hold: the server ended the session while %s runs: %s; stopping %s\n", command[0], se.Reason, command[0])
+			} else {
+				fmt.Fprintf(a.stderr, "remotelab hold: the session ended while %s runs: %v; stopping %s\n", command[0], s.Err(), command[0])
 			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			ended <- true
 		case <-done:
+			ended <- false
 		}
 	}()
 	err := cmd.Wait()
 	intr.setChild(nil)
 	close(done)
-	<-watched
+	if <-ended {
+		return exitEnded
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -174,16 +174,33 @@ func TestHoldWaitsInQueue(t *testing.T) {
 }
 
 // The server ending the held session (an admin's eviction) ends hold
-// with exit 3 and the reason.
+// with exit 3 and the reason, at once rather than at the next heartbeat
+// (an hour here): hold follows the queue's events. A running COMMAND is
+// stopped, since the lab may be another session's already.
 func TestHoldEvicted(t *testing.T) {
-	srv, env := server(t)
-	h := start(t, env, "hold", "testdata/lab.yml")
-	id := holderID(t, srv)
-	h.waitFor(t, h.stderr, `Holding the lab until Ctrl-C`)
-	require.NoError(t, srv.Client().Admin().Evict(t.Context(), id, "maintenance"))
-	assert.Equal(t, 3, h.wait(t))
-	assert.Contains(t, h.stderr.String(), "the server ended the session: evicted by local: maintenance")
-	assert.Equal(t, 0, srv.Broker().Len())
+	slowBeats := client.EnvHeartbeatInterval + "=3600"
+	t.Run("holding", func(t *testing.T) {
+		srv, env := server(t)
+		h := start(t, append(env, slowBeats), "hold", "testdata/lab.yml")
+		id := holderID(t, srv)
+		h.waitFor(t, h.stderr, `Holding the lab until Ctrl-C`)
+		require.NoError(t, srv.Client().Admin().Evict(t.Context(), id, "maintenance"))
+		assert.Equal(t, 3, h.wait(t))
+		assert.Contains(t, h.stderr.String(), "the server ended the session: evicted by local: maintenance")
+		assert.Equal(t, 0, srv.Broker().Len())
+	})
+	t.Run("command", func(t *testing.T) {
+		srv, env := server(t)
+		h := start(t, append(env, slowBeats), "hold", "testdata/lab.yml", "--", "sh", "-c",
+			`trap 'echo got-term; exit 0' TERM; echo running; while :; do sleep 0.05; done`)
+		h.waitFor(t, h.stdout, `running\n`)
+		id := holderID(t, srv)
+		require.NoError(t, srv.Client().Admin().Evict(t.Context(), id, "maintenance"))
+		assert.Equal(t, 3, h.wait(t), "COMMAND's exit 0 does not hide the eviction")
+		assert.Contains(t, h.stdout.String(), "got-term")
+		assert.Contains(t, h.stderr.String(), "the server ended the session while sh runs: evicted by local: maintenance; stopping sh")
+		assert.Equal(t, 0, srv.Broker().Len())
+	})
 }
 
 // Bad input fails before anything queues.
