@@ -39,8 +39,9 @@ type Observer interface {
 	LabEvent(lab.Event)
 }
 
-// audit records a, logging a failure: an audit log that cannot be written
-// does not stop the service.
+// audit records a. An audit log that cannot be written does not stop the
+// service: the failure is logged and makes the Broker not Ready until an
+// entry is written again.
 func (b *Broker) audit(a Audit) {
 	if b.cfg.Audit == nil {
 		return
@@ -49,9 +50,13 @@ func (b *Broker) audit(a Audit) {
 		a.Time = time.Now()
 	}
 	a.Session = short(a.Session)
-	if err := b.cfg.Audit.Record(a); err != nil {
+	err := b.cfg.Audit.Record(a)
+	if err != nil {
 		b.log.Error("Cannot write the audit log", "err", err, "action", a.Action, "actor", a.Actor)
 	}
+	b.health.mu.Lock()
+	b.health.auditErr = err
+	b.health.mu.Unlock()
 }
 
 // Drain pauses promotions: the holder may finish, sessions still queue,

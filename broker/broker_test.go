@@ -347,6 +347,28 @@ func TestDrain(t *testing.T) {
 	assert.Equal(t, []string{"drain", "resume"}, e.audit.actions())
 }
 
+// An audit entry that cannot be written does not stop the action, but
+// makes the host not ready until an entry is written again.
+func TestAuditFailureMakesNotReady(t *testing.T) {
+	e := newEnv(t, nil)
+	e.audit.setFail(errors.New("open audit log: permission denied"))
+	e.b.Drain("root")
+	ready, reason := e.b.Ready()
+	assert.False(t, ready)
+	assert.True(t, e.b.Queue().Draining, "the action happened")
+	e.b.Resume("root")
+	ready, reason = e.b.Ready()
+	assert.False(t, ready)
+	assert.Equal(t, "audit log not written: open audit log: permission denied", reason)
+
+	e.audit.setFail(nil)
+	e.b.Drain("root")
+	e.b.Resume("root")
+	ready, reason = e.b.Ready()
+	assert.True(t, ready, reason)
+	assert.Equal(t, []string{"drain", "resume"}, e.audit.actions())
+}
+
 func TestChangedWakesOnJoin(t *testing.T) {
 	e := newEnv(t, nil)
 	ch := e.b.Changed()

@@ -26,6 +26,7 @@ type health struct {
 	startFails []string // distinct fingerprints of starts failing in a row
 	probeErr   error    // the last runner probe
 	lockErr    error    // the last lock file check
+	auditErr   error    // the last audit entry's failure (nil once one is written)
 	kick       chan struct{}
 }
 
@@ -305,9 +306,11 @@ func (b *Broker) Ready() (ready bool, reason string) {
 		}
 	}
 	b.health.mu.Lock()
-	perr, lerr := b.health.probeErr, b.health.lockErr
+	perr, lerr, aerr := b.health.probeErr, b.health.lockErr, b.health.auditErr
 	b.health.mu.Unlock()
 	switch {
+	case aerr != nil:
+		return false, "audit log not written: " + aerr.Error()
 	case perr != nil:
 		return false, "lab runner unusable: " + perr.Error()
 	case lerr != nil:

@@ -132,17 +132,28 @@ func (m *memStore) Delete() error {
 	return nil
 }
 
-// auditLog collects audit entries.
+// auditLog collects audit entries; while fail is set, Record fails with
+// it and keeps nothing.
 type auditLog struct {
 	mu      sync.Mutex
 	entries []broker.Audit
+	fail    error
 }
 
 func (a *auditLog) Record(e broker.Audit) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.fail != nil {
+		return a.fail
+	}
 	a.entries = append(a.entries, e)
 	return nil
+}
+
+func (a *auditLog) setFail(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fail = err
 }
 
 func (a *auditLog) all() []broker.Audit {

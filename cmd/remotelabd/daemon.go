@@ -238,10 +238,9 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 	}()
 	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, audit.FileName))
 	if err != nil {
-		log.Error("Cannot open the audit log; admin actions are not audited", "err", err)
-	} else {
-		defer auditLog.Close()
+		log.Error("Cannot open the audit log; each entry tries again", "err", err)
 	}
+	defer auditLog.Close()
 
 	m := metrics.New()
 	b, err := broker.New(broker.Config{
@@ -265,7 +264,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 		ProbeInterval:       cfg.ProbeInterval,
 		Store:               st,
 		Restore:             state,
-		Audit:               auditorOrNil(auditLog),
+		Audit:               auditLog,
 		Observer:            m,
 		Logger:              d.component("broker"),
 	})
@@ -322,7 +321,7 @@ func (d *daemon) serve(stopCtx, forceCtx context.Context, inst, stateInst *insta
 		MaxWait:       cfg.MaxWait,
 		UploadTimeout: cfg.UploadTimeout,
 		Auth:          authn,
-		Audit:         auditLogOrNil(auditLog),
+		Audit:         auditLog,
 		Metrics:       m,
 		Logger:        d.component("http"),
 	})
@@ -456,22 +455,6 @@ func (d *daemon) importLegacyRecord(st *store.Store, runDir string) {
 		d.log.Warn("Cannot remove the imported lab record", "dir", runDir, "err", err)
 	}
 	d.log.Info("Imported the lab record of an earlier version", "dir", rec.Dir, "topology", rec.Topology)
-}
-
-// auditorOrNil and auditLogOrNil keep a nil *audit.Log from becoming a
-// non-nil interface.
-func auditorOrNil(l *audit.Log) broker.Auditor {
-	if l == nil {
-		return nil
-	}
-	return l
-}
-
-func auditLogOrNil(l *audit.Log) httpserver.AuditLog {
-	if l == nil {
-		return nil
-	}
-	return l
 }
 
 // forcedContext returns a context that ends after d, or shortly after

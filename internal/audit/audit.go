@@ -23,26 +23,39 @@ const FileName = "audit.jsonl"
 // Log is an append-only JSON-lines file. It implements broker.Auditor. It
 // is safe for concurrent use; the caller must Close it.
 type Log struct {
-	path string
-	mu   sync.Mutex
-	f    *os.File
+	path   string
+	mu     sync.Mutex
+	f      *os.File // nil until opened
+	closed bool
 }
 
 var _ broker.Auditor = (*Log)(nil)
 
 // Open opens (creating it, mode 0640) the audit log at path for appending.
-func Open(path string) (*Log, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+// It always returns a Log: when the file cannot be opened now, err says
+// why and every Record tries again, so that an operator who fixes the
+// directory's owner or mode needs no restart.
+func Open(path string) (l *Log, err error) {
+	l = &Log{path: path}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l, l.openLocked()
+}
+
+func (l *Log) openLocked() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("open audit log: %w", err)
+		return fmt.Errorf("open audit log: %w", err)
 	}
-	return &Log{path: path, f: f}, nil
+	l.f = f
+	return nil
 }
 
 // Path returns the file's path.
 func (l *Log) Path() string { return l.path }
 
-// Record appends a as one line and syncs the file before it returns.
+// Record appends a as one line and syncs the file before it returns. It
+// opens the file first if Open could not.
 func (l *Log) Record(a broker.Audit) error {
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -51,8 +64,13 @@ func (l *Log) Record(a broker.Audit) error {
 	data = append(data, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return fmt.Errorf("record audit entry: %w", fs.ErrClosed)
+	}
+	if l.f == nil {
+		if err := l.openLocked(); err != nil {
+			return fmt.Errorf("record audit entry: %w", err)
+		}
 	}
 	if _, err := l.f.Write(data); err != nil {
 		return fmt.Errorf("record audit entry: %w", err)
@@ -108,10 +126,11 @@ func (l *Log) Tail(n int) ([]broker.Audit, error) {
 	return out, nil
 }
 
-// Close closes the file.
+// Close closes the file; Record fails afterwards.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.f == nil {
 		return nil
 	}

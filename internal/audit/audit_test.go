@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,7 +80,20 @@ func TestRecordAfterClose(t *testing.T) {
 	require.NoError(t, l.Close(), "closing twice is fine")
 }
 
-func TestOpenFails(t *testing.T) {
-	_, err := audit.Open(filepath.Join(t.TempDir(), "missing", "dir", audit.FileName))
-	assert.Error(t, err)
+// A log that cannot be opened (here: its directory does not exist yet)
+// fails its Records until the cause is fixed; then it writes, without a
+// restart.
+func TestOpenFailsThenRecovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	l, err := audit.Open(filepath.Join(dir, audit.FileName))
+	require.ErrorIs(t, err, fs.ErrNotExist)
+	t.Cleanup(func() { _ = l.Close() })
+	require.ErrorIs(t, l.Record(broker.Audit{Action: "drain"}), fs.ErrNotExist)
+
+	require.NoError(t, os.Mkdir(dir, 0o750))
+	require.NoError(t, l.Record(broker.Audit{Action: "resume", Actor: "alice"}))
+	entries, err := l.Tail(10)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "the failed entry was not written")
+	assert.Equal(t, "resume", entries[0].Action)
 }
