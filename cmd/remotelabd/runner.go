@@ -27,7 +27,8 @@ func (d *daemon) newRunner(ctx context.Context) (lab.Runner, func(context.Contex
 	cfg := d.cfg
 	if cfg.Runner == runnerSim {
 		d.log.Info("Using the simulated lab runner (no Netlab)", "up_delay", cfg.SimUpDelay, "down_delay", cfg.SimDownDelay)
-		return &sim.Runner{UpDelay: cfg.SimUpDelay, DownDelay: cfg.SimDownDelay}, nil, nil
+		return &sim.Runner{UpDelay: cfg.SimUpDelay, DownDelay: cfg.SimDownDelay,
+			UpTimeout: cfg.UpTimeout, DownTimeout: cfg.DownTimeout}, nil, nil
 	}
 
 	path, err := exec.LookPath("netlab")

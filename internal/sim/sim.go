@@ -277,8 +277,9 @@ func Devices(t *topology.Topology, a Addressing) []lab.Device {
 // Runner is a lab.Runner that simulates Netlab: Up waits UpDelay and
 // returns Devices for the bundle's topology (lab name derived from
 // spec.Dir as Netlab would, default management prefix); Down waits
-// DownDelay. Both honour ctx: when it ends first they return an error
-// wrapping ctx.Err(). They report their steps ("up", then "inspect";
+// DownDelay. Both honour ctx and, like the netlab runner, their own
+// deadlines (UpTimeout, DownTimeout): when one ends first they return an
+// error wrapping context.Canceled or context.DeadlineExceeded. They report their steps ("up", then "inspect";
 // "down") and a few lines of output like Netlab's through
 // lab.ProgressFrom(ctx).
 //
@@ -289,6 +290,25 @@ func Devices(t *topology.Topology, a Addressing) []lab.Device {
 type Runner struct {
 	UpDelay   time.Duration
 	DownDelay time.Duration
+	// UpTimeout and DownTimeout bound Up and Down as netlab's deadlines
+	// do (0: no bound).
+	UpTimeout   time.Duration
+	DownTimeout time.Duration
+}
+
+// step waits d for the simulated command, bounded by ctx and timeout
+// (0: none). An interrupted wait says after how long, as netlab's does.
+func step(ctx context.Context, d, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	if err := Delay(ctx, d); err != nil {
+		return fmt.Errorf("interrupted after %.1fs: %w", time.Since(start).Seconds(), err)
+	}
+	return nil
 }
 
 // MarkerFile is the file a running simulated lab has in its directory.
@@ -305,7 +325,7 @@ func (r *Runner) Up(ctx context.Context, spec lab.Spec) ([]lab.Device, error) {
 	progress.Step("up")
 	t := spec.Bundle.Topology()
 	progress.Output(fmt.Sprintf("provider sim: starting %d node(s) of lab %s", len(t.Nodes), LabName(t, spec.Dir)))
-	if err := Delay(ctx, r.UpDelay); err != nil {
+	if err := step(ctx, r.UpDelay, r.UpTimeout); err != nil {
 		return nil, fmt.Errorf("simulate lab start: %w", err)
 	}
 	devs := Devices(t, Addressing{LabName: LabName(t, spec.Dir)})
@@ -327,7 +347,7 @@ func (r *Runner) Down(ctx context.Context, dir string) error {
 	progress := lab.ProgressFrom(ctx)
 	progress.Step("down")
 	progress.Output("provider sim: stopping nodes")
-	if err := Delay(ctx, r.DownDelay); err != nil {
+	if err := step(ctx, r.DownDelay, r.DownTimeout); err != nil {
 		return fmt.Errorf("simulate lab teardown: %w", err)
 	}
 	if err := os.Remove(filepath.Join(dir, MarkerFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {

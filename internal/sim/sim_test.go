@@ -279,6 +279,38 @@ func TestRunnerDownHonoursDelayAndContext(t *testing.T) {
 	})
 }
 
+// UpTimeout and DownTimeout bound the simulated commands as netlab's
+// deadlines bound the real ones.
+func TestRunnerTimeouts(t *testing.T) {
+	b := twoRouters(t)
+	dir := t.TempDir()
+	synctest.Test(t, func(t *testing.T) {
+		r := &sim.Runner{UpDelay: time.Minute, DownDelay: time.Minute, UpTimeout: 10 * time.Second, DownTimeout: 5 * time.Second}
+		start := time.Now()
+		_, err := r.Up(t.Context(), lab.Spec{Dir: dir, Bundle: b})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Up = %v, want deadline exceeded", err)
+		}
+		equal(t, "error", err.Error(), "simulate lab start: interrupted after 10.0s: context deadline exceeded")
+		equal(t, "up took", time.Since(start), 10*time.Second)
+		if running, _ := r.Running(t.Context(), dir); running {
+			t.Error("a timed-out Up left a running lab")
+		}
+
+		start = time.Now()
+		err = r.Down(t.Context(), dir)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Down = %v, want deadline exceeded", err)
+		}
+		equal(t, "down took", time.Since(start), 5*time.Second)
+
+		r.UpTimeout, r.DownTimeout = 2*time.Minute, 2*time.Minute
+		if _, err := r.Up(t.Context(), lab.Spec{Dir: dir, Bundle: b}); err != nil {
+			t.Fatalf("Up within its deadline = %v", err)
+		}
+	})
+}
+
 func TestRunnerZeroValue(t *testing.T) {
 	var r sim.Runner
 	dir := t.TempDir()
