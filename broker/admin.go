@@ -88,6 +88,8 @@ func (b *Broker) Unquarantine(actor string) bool {
 // DestroyLab tears the lab down now, whoever holds it (their references
 // go with it), and reports whether there was a lab. It waits for running
 // lab work (bounded by ctx). Audited before it returns, with the outcome.
+// On a quarantined host it is a cleanup like the automatic retry's: when
+// it succeeds and the runner passes its probe, the quarantine is lifted.
 func (b *Broker) DestroyLab(ctx context.Context, actor string) (bool, error) {
 	before := b.mgr.Status()
 	torn, err := b.mgr.Destroy(ctx, true)
@@ -100,6 +102,13 @@ func (b *Broker) DestroyLab(ctx context.Context, actor string) (bool, error) {
 	}
 	b.log.Warn("Lab destroyed by an admin", "actor", actor, "state", before.State, "topology", before.TopologyName, "err", err)
 	b.audit(a)
+	if _, quarantined := b.health.quarantined(); quarantined && err == nil {
+		if perr := b.health.probe(ctx); perr != nil {
+			b.log.Warn("Quarantine kept after the admin's teardown: the lab runner fails its probe", "err", perr)
+		} else {
+			b.lift(actor, "a cleanup by an admin succeeded")
+		}
+	}
 	b.sync(ctx)
 	return torn, err
 }

@@ -236,12 +236,18 @@ func (h *health) cleanup() error {
 	if _, err := b.mgr.Destroy(ctx, true); err != nil {
 		return fmt.Errorf("clean up lab: %w", err)
 	}
-	if b.cfg.Probe != nil {
-		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		defer cancel()
-		if err := b.cfg.Probe(pctx); err != nil {
-			return fmt.Errorf("probe lab runner: %w", err)
-		}
+	return h.probe(ctx)
+}
+
+// probe runs the runner's probe, if there is one.
+func (h *health) probe(ctx context.Context) error {
+	if h.b.cfg.Probe == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if err := h.b.cfg.Probe(ctx); err != nil {
+		return fmt.Errorf("probe lab runner: %w", err)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,4 +105,60 @@ func TestCancelledTeardownsDoNotQuarantine(t *testing.T) {
 	}
 	_, err := e.acquire(s.ID, topoA)
 	require.ErrorIs(t, err, broker.ErrQuarantined)
+}
+
+// An admin's teardown (DELETE /admin/lab) is a cleanup like the retry's:
+// when it succeeds and the runner passes its probe, the quarantine is
+// lifted at once; with the probe failing it stays.
+func TestAdminTeardownLiftsQuarantine(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	runner := &remotelabtest.FakeRunner{DownHook: func(context.Context, string) error {
+		if failing.Load() {
+			return errors.New("containerlab destroy failed")
+		}
+		return nil
+	}}
+	var probeErr atomic.Pointer[error]
+	e := newEnv(t, runner, func(c *broker.Config) {
+		c.QuarantineAfter = 1
+		c.QuarantineBackoff = time.Hour // no automatic retry in this test
+		c.Probe = func(context.Context) error {
+			if p := probeErr.Load(); p != nil {
+				return *p
+			}
+			return nil
+		}
+	})
+	s := e.join("alice")
+	_, err := e.acquire(s.ID, topoA)
+	require.NoError(t, err)
+	op, err := e.b.Begin(s.ID)
+	require.NoError(t, err)
+	require.NoError(t, op.Release())
+	op.End()
+	_, err = e.acquire(s.ID, topoB)
+	require.Error(t, err, "the switch's teardown fails")
+	_, quarantined := e.b.Quarantined()
+	require.True(t, quarantined)
+
+	failing.Store(false)
+	broken := errors.New("netlab version: exit status 1")
+	probeErr.Store(&broken)
+	_, err = e.b.DestroyLab(context.Background(), "root")
+	require.NoError(t, err)
+	_, quarantined = e.b.Quarantined()
+	assert.True(t, quarantined, "the runner still fails its probe")
+
+	probeErr.Store(nil)
+	_, err = e.b.DestroyLab(context.Background(), "root")
+	require.NoError(t, err)
+	_, quarantined = e.b.Quarantined()
+	assert.False(t, quarantined)
+	assert.Equal(t, []string{"quarantine", "destroy_lab", "destroy_lab", "unquarantine"}, e.audit.actions())
+	last := e.audit.all()[len(e.audit.all())-1]
+	assert.Equal(t, "root", last.Actor)
+	assert.Equal(t, "a cleanup by an admin succeeded", last.Reason)
+	ready, reason := e.b.Ready()
+	assert.True(t, ready, reason)
 }
