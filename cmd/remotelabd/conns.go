@@ -9,8 +9,13 @@ import (
 	"syscall"
 )
 
-// maxHeaderBytes bounds a request's header block: larger ones get 431.
-const maxHeaderBytes = 64 << 10
+// maxHeaderBlock bounds a request's header block (request line, headers
+// and the blank line): larger ones get 431.
+const maxHeaderBlock = 64 << 10
+
+// maxHeaderBytes is the http.Server setting that makes maxHeaderBlock
+// the limit: net/http reads up to 4 KiB more than MaxHeaderBytes.
+const maxHeaderBytes = maxHeaderBlock - 4<<10
 
 // fdReserve is how many file descriptors are kept for lab work (spooled
 // uploads, netlab's pipes, the state store, logs) when the connection cap
