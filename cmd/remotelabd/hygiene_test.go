@@ -59,8 +59,8 @@ func pending(t *testing.T, c net.Conn) bool {
 }
 
 // TestHugeHeaderBlock431 (issue 11, finding 8): a header block of 64 KiB
-// is served, one byte more
-// is refused with 431 instead of being buffered (the default is 1 MiB).
+// is served; one byte more is refused with 431 instead of being buffered
+// (net/http's default is 1 MiB).
 func TestHugeHeaderBlock431(t *testing.T) {
 	e := newEnv(t)
 	p := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
