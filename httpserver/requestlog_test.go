@@ -63,7 +63,7 @@ func (e *env) sendLogged(t *testing.T, req request) (resp, []map[string]string) 
 // TestRequestLogs: every request logs one line with its client address:
 // DEBUG for reads, polls and heartbeats, INFO for what changes something
 // (session create and delete, lab calls, admin actions), WARN for server
-// errors; session ids shortened, in paths too.
+// errors (but a probe's 503); session ids shortened, in paths too.
 func TestRequestLogs(t *testing.T) {
 	synctest.Test(t, testRequestLogs)
 }
@@ -112,6 +112,7 @@ func testRequestLogs(t *testing.T) {
 		{req: post("/lab/release", a), level: "INFO", status: 204, session: a},
 		{req: acquireReq(w, topo("lab.yml", topoA)), level: "INFO", status: 423, session: w},
 		{req: post("/admin/drain", ""), level: "INFO", status: 204},
+		{req: get("/readyz", ""), level: "DEBUG", status: 503}, // a probe's "not ready" is no server error
 		{req: post("/admin/resume", ""), level: "INFO", status: 204},
 		{req: acquireReq(a, topo("lab.yml", topoB)), level: "WARN", status: 502, session: a, prepare: func() { failUp = true }},
 		{req: del("/lab?force=true", a), level: "INFO", status: 204, session: a},

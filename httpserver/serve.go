@@ -64,14 +64,13 @@ func (s *Server) handle(pattern string, a access, h http.HandlerFunc) {
 // guard wraps the handler of a route: it answers 503 while draining (but
 // the probes), and authenticates and authorises the caller.
 func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.HandlerFunc {
-	probe := pattern == "GET /healthz" || pattern == "GET /readyz"
 	upload := pattern == "POST /lab" // it has a deadline of its own
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw, _ := w.(*statusWriter)
 		if sw != nil {
 			sw.route, sw.capturing = rt, false
 		}
-		if s.draining.Load() && !probe {
+		if s.draining.Load() && !rt.probe {
 			writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
 			return
 		}
@@ -215,11 +214,13 @@ func (s *Server) noRoute(sw *statusWriter) {
 }
 
 // logRequest logs one line per request: at INFO for the routes that change
-// something, at DEBUG for reads, polls and heartbeats (a busy server
-// answers tens of thousands of them a second), at WARN for server errors.
+// something, at DEBUG for reads, polls, heartbeats (a busy server answers
+// tens of thousands of them a second) and probes, at WARN for server
+// errors but a probe's.
 func (s *Server) logRequest(r *http.Request, sw *statusWriter, rt *route, d time.Duration) {
 	level := slog.LevelDebug
 	switch {
+	case rt.probe:
 	case sw.code() >= 500:
 		level = slog.LevelWarn
 	case rt.info:

@@ -151,6 +151,10 @@ type access struct {
 	// info routes log at INFO (they change something); the rest at
 	// DEBUG.
 	info bool
+	// probe routes (/healthz, /readyz) need no token, answer while the
+	// server drains, and log at DEBUG whatever they answer: their 503 is
+	// the normal "not ready", asked for every few seconds.
+	probe bool
 }
 
 // route is what ServeHTTP knows of a route pattern: who may call it and
@@ -169,7 +173,7 @@ func (s *Server) routes() {
 	userInfo := access{need: auth.User, info: true}
 	admin := access{need: auth.Admin, admin: true, info: true}
 	adminRead := access{need: auth.Admin, admin: true}
-	open := access{open: true}
+	probe := access{open: true, probe: true}
 
 	handle("POST /session", userInfo, s.createSession)
 	handle("GET /session/{id}", user, s.sessionStatus)
@@ -181,8 +185,8 @@ func (s *Server) routes() {
 	handle("DELETE /lab", userInfo, s.destroyLab)
 	handle("GET /lab/devices", user, s.labDevices)
 	handle("POST /lab/release", userInfo, s.releaseLab)
-	handle("GET /healthz", open, s.healthz)
-	handle("GET /readyz", open, s.readyz)
+	handle("GET /healthz", probe, s.healthz)
+	handle("GET /readyz", probe, s.readyz)
 	handle("GET /debug/health", viewer, s.debugHealth)
 	handle("GET /queue", viewer, s.queueView)
 	handle("GET /history", viewer, s.history)
