@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -84,14 +86,14 @@ func (p *parser) document(data []byte) (root *yaml.Node, err error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &ParseError{File: p.file, Line: 1, Column: 1, Msg: "topology is empty"}
 		}
-		return nil, p.yamlError(err)
+		return nil, p.yamlError(err, data)
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == nil:
 		return nil, p.errAt(&next, "topology must be a single YAML document")
 	case !errors.Is(err, io.EOF):
-		return nil, p.yamlError(err)
+		return nil, p.yamlError(err, data)
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		return nil, &ParseError{File: p.file, Line: 1, Column: 1, Msg: "topology is empty"}
@@ -100,15 +102,84 @@ func (p *parser) document(data []byte) (root *yaml.Node, err error) {
 }
 
 // yamlError turns a yaml.v3 syntax error into a *ParseError, keeping the
-// line number yaml.v3 puts into its text (it reports no column).
-func (p *parser) yamlError(err error) *ParseError {
+// line number yaml.v3 puts into its text (it reports no column). Where
+// yaml.v3 gives none, the line is found another way: yaml.v3 leaves it
+// out for a syntax error on the first line; a character YAML does not
+// allow (a control character, invalid UTF-8) and an unknown alias are
+// looked up in data.
+func (p *parser) yamlError(err error, data []byte) *ParseError {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		if line, convErr := strconv.Atoi(m[1]); convErr == nil {
 			return &ParseError{File: p.file, Line: line, Msg: "invalid YAML: " + m[2]}
 		}
 	}
-	return &ParseError{File: p.file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	e := &ParseError{File: p.file, Msg: "invalid YAML: " + msg}
+	switch {
+	case slices.Contains(readerErrors, msg):
+		e.Line, e.Column, _ = unreadable(data)
+	case strings.HasPrefix(msg, "unknown anchor '"):
+		alias, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
+		e.Line, e.Column = aliasAt(data, alias)
+	case slices.ContainsFunc(lineless, func(prefix string) bool { return strings.HasPrefix(msg, prefix) }):
+	default:
+		e.Line = 1
+	}
+	return e
+}
+
+// readerErrors are yaml.v3's messages for characters YAML does not allow.
+var readerErrors = []string{
+	"control characters are not allowed", "invalid leading UTF-8 octet",
+	"incomplete UTF-8 octet sequence", "invalid trailing UTF-8 octet",
+	"invalid Unicode character",
+}
+
+// lineless starts yaml.v3's messages that are about the document as a
+// whole, not a place in it.
+var lineless = []string{"document contains excessive aliasing", "anchor '", "attempted to go past", "cannot decode node"}
+
+// aliasAt returns the line and column of the first use of alias name in
+// data ("*name" ending where an alias ends, not in a comment), or 0, 0.
+func aliasAt(data []byte, name string) (line, column int) {
+	re := regexp.MustCompile(`\*` + regexp.QuoteMeta(name) + `(?:[\s,\]}]|$)`)
+	for _, loc := range re.FindAllIndex(data, -1) {
+		start := bytes.LastIndexByte(data[:loc[0]], '\n') + 1
+		prefix := data[start:loc[0]]
+		if bytes.HasPrefix(bytes.TrimLeft(prefix, " \t"), []byte("#")) ||
+			bytes.Contains(prefix, []byte(" #")) || bytes.Contains(prefix, []byte("\t#")) {
+			continue // in a comment
+		}
+		return bytes.Count(data[:start], []byte{'\n'}) + 1, utf8.RuneCount(prefix) + 1
+	}
+	return 0, 0
+}
+
+// unreadable finds the first character of UTF-8 data that YAML does not
+// allow (YAML 1.2 §5.1: control characters other than tab, line feed
+// and carriage return, surrogates, U+FFFE and U+FFFF, invalid UTF-8) and
+// returns its line and column (in characters), both from 1.
+func unreadable(data []byte) (line, column int, found bool) {
+	line, column = 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return line, column, true
+		case r == '\n':
+			line, column = line+1, 1
+			i += size
+			continue
+		case r == '\t', r == '\r', r >= 0x20 && r <= 0x7E, r == 0x85,
+			r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000:
+		default:
+			return line, column, true
+		}
+		column++
+		i += size
+	}
+	return 0, 0, false
 }
 
 func (p *parser) topology(root *yaml.Node) (*Topology, error) {

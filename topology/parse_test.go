@@ -212,8 +212,12 @@ func TestParseErrors(t *testing.T) {
 		{"YAML tab indentation", "nodes:\n\t- r1\n", 2, 0, "invalid YAML: found character that cannot start any token"},
 		{"YAML bad mapping", "nodes:\n  r1: a: b\n", 2, 0, "invalid YAML: mapping values are not allowed in this context"},
 		{"YAML unterminated quote", "nodes: \"r1\n", 2, 0, "invalid YAML: found unexpected end of stream"},
-		{"YAML control character", "nodes: [r\x01]\n", 0, 0, "invalid YAML: control characters are not allowed"},
-		{"YAML unknown anchor", "nodes: *n\n", 0, 0, "invalid YAML: unknown anchor 'n' referenced"},
+		{"YAML first line", "a: b: c\nnodes: [r1]\n", 1, 0, "invalid YAML: mapping values are not allowed in this context"},
+		{"YAML control character", "nodes: [r\x01]\n", 1, 10, "invalid YAML: control characters are not allowed"},
+		{"YAML control character line 3", "provider: clab\n# é\nnodes: [\"r\x1b\"]\n", 3, 11, "invalid YAML: control characters are not allowed"},
+		{"YAML invalid UTF-8", "nodes:\n  - r1\xff\n", 2, 7, "invalid YAML: invalid leading UTF-8 octet"},
+		{"YAML unknown anchor", "nodes: *n\n", 1, 8, "invalid YAML: unknown anchor 'n' referenced"},
+		{"YAML unknown anchor line 3", "# *node is not an alias: *nodes\nprovider: clab # *node\nnodes: [*node]\n", 3, 9, "invalid YAML: unknown anchor 'node' referenced"},
 		{"merge refers to itself", "nodes: &n\n  <<: *n\n", 1, 8, "merge keys nested too deeply"},
 		{"merge value scalar", "nodes:\n  <<: x\n", 2, 7, "merge key value must be a mapping or a list of mappings, found a string"},
 	}
@@ -240,7 +244,8 @@ func TestParseErrorText(t *testing.T) {
 	}{
 		{"provider: clab\nnodes:\n    r1\n", "lab.yml:3:5: nodes must be a mapping or a list"},
 		{"nodes: [r1\n", "lab.yml:1: invalid YAML: did not find expected ',' or ']'"},
-		{"nodes: [\x01]\n", "lab.yml: invalid YAML: control characters are not allowed"},
+		{"nodes: [\x01]\n", "lab.yml:1:9: invalid YAML: control characters are not allowed"},
+		{"nodes: *n\nlinks: [&n x]\n", "lab.yml:1:8: invalid YAML: unknown anchor 'n' referenced"},
 	}
 	for _, tt := range tests {
 		_, err := topology.Parse("lab.yml", []byte(tt.in))
