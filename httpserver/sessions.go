@@ -85,6 +85,11 @@ func readSessionRequest(w http.ResponseWriter, r *http.Request) (api.SessionRequ
 	if rerr != nil || len(data) == 0 {
 		return req, rerr
 	}
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] != '{' {
+		// encoding/json would take null for an empty request.
+		return req, invalid(api.ValidationIssue{Type: api.IssueJSON, Loc: []string{"body"},
+			Msg: "Invalid JSON session request: the body must be a JSON object"})
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
