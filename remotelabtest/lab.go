@@ -1,9 +1,12 @@
 package remotelabtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -117,7 +120,15 @@ func (b *binary) lab(t testing.TB, topologyPath string, opts []client.AcquireOpt
 	h := &LabHandle{t: t, session: sess, topology: topologyPath}
 	// Registered before the outcome is known: an acquire that got no
 	// answer may still have succeeded on the server.
-	t.Cleanup(func() { b.release(t, h) })
+	t.Cleanup(func() {
+		b.release(t, h)
+		if panicking() {
+			// The process dies once the panic is through the cleanups;
+			// Main never gets to close the session.
+			fmt.Fprintf(os.Stderr, "remotelabtest: %s panicked: closing the lab session\n", t.Name())
+			b.end(closeTimeout)
+		}
+	})
 	if err := b.acquire(t, h, opts); err != nil {
 		if end := sess.Err(); end != nil {
 			t.Fatalf("remotelabtest: lab %s: %s", topologyPath, endedText(end))
@@ -291,3 +302,13 @@ func (b *binary) lock(ctx context.Context) error {
 }
 
 func (b *binary) unlock() { <-b.sem }
+
+// panicking reports whether the calling goroutine is unwinding a panic.
+// The testing package runs a panicking test's cleanups on the panic's way
+// down (its stack then holds the runtime's panic frame) and then lets the
+// panic end the process.
+func panicking() bool {
+	buf := make([]byte, 64<<10)
+	n := runtime.Stack(buf, false)
+	return bytes.Contains(buf[:n], []byte("\npanic("))
+}

@@ -19,6 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/remotelab-go/remotelab/api"
+	"github.com/remotelab-go/remotelab/broker"
 	"github.com/remotelab-go/remotelab/client"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
@@ -170,13 +172,30 @@ func TestSignalClosesSession(t *testing.T) {
 			var ee *exec.ExitError
 			require.ErrorAs(t, err, &ee)
 			ws := ee.Sys().(syscall.WaitStatus)
-			assert.True(t, ws.Signaled() && ws.Signal() == sig || ws.ExitStatus() == 1, "exit: %v", err)
+			assert.True(t, ws.Signaled() && ws.Signal() == sig, "the signal ends the process: %v", err)
 			assert.Contains(t, stderr.String(), "closing the lab session")
 
 			assert.Equal(t, 0, srv.Broker().Len())
 			assert.Equal(t, 0, srv.Manager().Status().RefCount)
 		})
 	}
+}
+
+// A test that panics while it holds a lab closes the binary's session on
+// the panic's way down, although the panic never reaches Main: the queue
+// does not wait out the active TTL.
+func TestTestPanicClosesSession(t *testing.T) {
+	srv := remotelabtest.NewServer(t)
+	out, err := runChild(t, "TestChildPanic", "REMOTE_LAB_URL="+srv.URL())
+	require.Error(t, err)
+	assert.Contains(t, out, "panic: boom")
+	assert.Contains(t, out, "remotelabtest: TestChildPanic panicked: closing the lab session")
+	assert.Equal(t, 0, srv.Broker().Len(), "the session is closed")
+	assert.Equal(t, 0, srv.Manager().Status().RefCount)
+	h, err := srv.Client().History(t.Context(), 1)
+	require.NoError(t, err)
+	require.Len(t, h, 1)
+	assert.Equal(t, api.OutcomeClosed, h[0].Outcome)
 }
 
 // envOf returns a getenv that knows only the given variables.
@@ -470,5 +489,54 @@ func TestLabGivesUpBeforeBinaryTimeout(t *testing.T) {
 		assert.Contains(t, failures, "still queued at position 1")
 		assert.Contains(t, failures, "before the test binary's -timeout")
 		assert.Equal(t, 1, srv.Broker().Len(), "the queued session is gone")
+	})
+}
+
+// A session that could not be opened because the server was unreachable
+// is tried again by the next Lab call (a server restarting as the binary
+// starts costs one test); a refusal by the server is remembered, and
+// later tests fail at once saying so.
+func TestOpenFailureRetriedOnlyWhenUnreachable(t *testing.T) {
+	t.Run("unreachable", func(t *testing.T) {
+		srv := remotelabtest.NewServer(t)
+		var down atomic.Bool
+		down.Store(true)
+		b := inProcess(srv, func(next http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if down.Load() {
+					return nil, errors.New("connect: connection refused")
+				}
+				return next.RoundTrip(r)
+			})
+		})
+		b.Main(func() int {
+			first := &fakeT{TB: t, name: "TestFirst"}
+			assert.Contains(t, first.run(func(t testing.TB) { b.Lab(t, "testdata/lab.yml") }), "connection refused")
+			down.Store(false)
+			second := &fakeT{TB: t, name: "TestSecond"}
+			assert.Empty(t, second.run(func(t testing.TB) {
+				b.Lab(t, "testdata/lab.yml")
+				assert.Equal(t, 1, srv.Manager().Status().RefCount)
+			}))
+			return 0
+		})
+		assert.Equal(t, 0, srv.Broker().Len())
+	})
+	t.Run("refused", func(t *testing.T) {
+		srv := remotelabtest.NewServer(t, remotelabtest.WithBroker(func(c *broker.Config) { c.MaxSessions = 1 }))
+		other, err := srv.Client().Open(t.Context())
+		require.NoError(t, err)
+		defer other.Close(context.Background())
+		b := inProcess(srv, nil)
+		b.Main(func() int {
+			first := &fakeT{TB: t, name: "TestFirst"}
+			assert.Contains(t, first.run(func(t testing.TB) { b.Lab(t, "testdata/lab.yml") }), "Queue full")
+			second := &fakeT{TB: t, name: "TestSecond"}
+			failures := second.run(func(t testing.TB) { b.Lab(t, "testdata/lab.yml") })
+			assert.Contains(t, failures, "Queue full")
+			assert.Contains(t, failures, "(in an earlier test; not tried again)")
+			return 0
+		})
+		assert.Equal(t, 1, srv.Broker().Len(), "no session of the binary was left")
 	})
 }

@@ -19,6 +19,9 @@ import (
 const (
 	closeTimeout       = 30 * time.Second
 	signalCloseTimeout = 10 * time.Second
+	// signalExitWait bounds the wait for a re-raised signal to end the
+	// process before it exits with 1 instead.
+	signalExitWait = 5 * time.Second
 )
 
 // errEnded is returned for lab calls after the binary's session was closed.
@@ -74,12 +77,13 @@ var std = newBinary()
 //
 // It runs m.Run and returns its exit code. The binary's lab session is
 // opened by the first Lab call, so a binary whose tests use no lab never
-// queues. Main closes the session when the tests end, when a panic
-// reaches it (it then re-panics), and on SIGINT or SIGTERM (it then
-// re-raises the signal, or exits with 1 where it cannot). A test that
-// panics in its own goroutine ends the process without reaching Main; the
-// server then ends the session after its active TTL, as for a killed
-// process.
+// queues. The session is closed when the tests end, when a panic reaches
+// Main (it then re-panics), when a test panics while it holds a lab (its
+// Lab cleanup closes it on the panic's way down), and on SIGINT or
+// SIGTERM (Main then re-raises the signal, or exits with 1 where it
+// cannot). A panic elsewhere (in a test without a lab, in a goroutine of
+// its own) ends the process with the session open; the server then ends
+// it after its active TTL, as for a killed process.
 func Main(m *testing.M) int { return std.main(m.Run) }
 
 func (b *binary) main(run func() int) int {
@@ -114,8 +118,10 @@ func (b *binary) watchSignals() (stop func()) {
 			signal.Stop(sigs)
 			fmt.Fprintf(os.Stderr, "remotelabtest: %v: closing the lab session\n", sig)
 			b.end(signalCloseTimeout)
-			if p, err := os.FindProcess(os.Getpid()); err == nil {
-				_ = p.Signal(sig)
+			if p, err := os.FindProcess(os.Getpid()); err == nil && p.Signal(sig) == nil {
+				// The signal's default effect ends the process; it is
+				// delivered asynchronously, so exiting now would win.
+				time.Sleep(signalExitWait)
 			}
 			os.Exit(1)
 		}
@@ -151,16 +157,20 @@ func (b *binary) end(timeout time.Duration) {
 }
 
 // session returns the binary's session, opening it at the first call. A
-// failed open is remembered: later tests fail at once instead of queuing
-// again.
+// failed open is remembered, so that later tests fail at once instead of
+// waiting in the queue again, unless the server could not be reached: a
+// later test tries again (a server that restarts as the binary starts
+// costs one test, not all).
 func (b *binary) session(t testing.TB) (*client.Session, error) {
 	b.openMu.Lock()
 	defer b.openMu.Unlock()
 	switch {
 	case b.ended:
 		return nil, errEnded
-	case b.sess != nil || b.openErr != nil:
-		return b.sess, b.openErr
+	case b.openErr != nil:
+		return nil, fmt.Errorf("%w (in an earlier test; not tried again)", b.openErr)
+	case b.sess != nil:
+		return b.sess, nil
 	}
 	c, err := b.newClient()
 	if err == nil {
@@ -176,7 +186,10 @@ func (b *binary) session(t testing.TB) (*client.Session, error) {
 			err = fmt.Errorf("%w (gave up shortly before the test binary's -timeout, so as to leave the queue cleanly)", err)
 		}
 	}
-	b.openErr = err
+	var te *client.TransportError
+	if !errors.As(err, &te) {
+		b.openErr = err
+	}
 	return b.sess, err
 }
 

@@ -165,6 +165,13 @@ func TestChildNoLab(t *testing.T) {
 	}
 }
 
+// TestChildPanic panics while it holds a lab.
+func TestChildPanic(t *testing.T) {
+	onlyInChild(t)
+	remotelabtest.Lab(t, "testdata/lab.yml")
+	panic("boom")
+}
+
 // TestChildHold holds a lab until its stdin closes.
 func TestChildHold(t *testing.T) {
 	onlyInChild(t)
