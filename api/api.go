@@ -47,8 +47,11 @@ const (
 	// DetailWrongOwner answers 403 to a caller acting on another
 	// owner's session (authentication on).
 	DetailWrongOwner = "Session belongs to another owner"
-	// DetailUnauthorized answers 401: no token, or an unknown one.
+	// DetailUnauthorized answers 401 to a request without a token.
 	DetailUnauthorized = "Not authenticated: send a token (Authorization: Bearer <token>, or HTTP Basic with the token as password)"
+	// DetailUnknownToken answers 401 to a token the server does not know
+	// (mistyped, revoked, or from another server's auth file).
+	DetailUnknownToken = "Not authenticated: unknown or revoked token"
 	// DetailRoleTooLow is the format of the 403 for a role too low: the
 	// caller's role, then the role the route needs.
 	DetailRoleTooLow = "Role %s may not do this (needs %s)"

@@ -63,16 +63,17 @@ func basic(user, pass string) string {
 
 // caller is one way of presenting credentials.
 type caller struct {
-	name  string
-	authz string        // the Authorization header ("" for none)
-	id    auth.Identity // who the server should take it for (zero: nobody)
+	name    string
+	authz   string        // the Authorization header ("" for none)
+	id      auth.Identity // who the server should take it for (zero: nobody)
+	unknown bool          // a token is sent, but not one the server knows
 }
 
 func callers() []caller {
 	cs := []caller{
 		{name: "no token"},
-		{name: "unknown token", authz: "Bearer rlab_nobody"},
-		{name: "unknown Basic password", authz: basic("alice", "rlab_nobody")},
+		{name: "unknown token", authz: "Bearer rlab_nobody", unknown: true},
+		{name: "unknown Basic password", authz: basic("alice", "rlab_nobody"), unknown: true},
 		{name: "Basic with empty password", authz: basic("alice", "")},
 		{name: "Basic with the token as user name", authz: basic(aliceToken, "")},
 		{name: "empty Bearer", authz: "Bearer "},
@@ -220,6 +221,8 @@ func TestAuthMatrix(t *testing.T) {
 					}
 					switch {
 					case rt.need == 0:
+					case c.unknown:
+						code, detail = http.StatusUnauthorized, api.DetailUnknownToken
 					case c.id.Role == 0:
 						code, detail = http.StatusUnauthorized, api.DetailUnauthorized
 					case !c.id.Role.Allows(rt.need):

@@ -133,9 +133,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (au
 		}
 		return auth.Identity{Name: localActor, Role: auth.Admin}, true
 	}
-	token, ok := bearerToken(r)
+	token, sent := bearerToken(r)
 	var id auth.Identity
-	if ok {
+	ok := false
+	if sent {
 		id, ok = s.auth.Lookup(token)
 	}
 	if !ok {
@@ -143,7 +144,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, a access) (au
 		// list, and Basic must be offered for them to prompt.
 		w.Header().Add("WWW-Authenticate", `Basic realm="remotelab"`)
 		w.Header().Add("WWW-Authenticate", `Bearer realm="remotelab"`)
-		writeError(w, http.StatusUnauthorized, api.DetailUnauthorized)
+		detail := api.DetailUnauthorized
+		if sent {
+			detail = api.DetailUnknownToken
+		}
+		writeError(w, http.StatusUnauthorized, detail)
 		return auth.Identity{}, false
 	}
 	if !id.Role.Allows(a.need) {
