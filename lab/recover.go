@@ -45,7 +45,7 @@ func (r Recovery) String() string {
 // Recover takes over the lab a previous process recorded (see
 // Config.Records) and did not tear down: it crashed, or closed with
 // KeepOnClose. Call it before the first acquire; it waits, until ctx ends,
-// for other lab operations and the lock file.
+// for other lab operations and, before a teardown, the lock file.
 //
 // First every recorded process group (a netlab command the previous
 // process ran) that still runs and is still the same is killed, and
@@ -58,9 +58,10 @@ func (r Recovery) String() string {
 // directory; if that fails, it stays the current lab as StateDirty so the
 // next start (or Destroy) retries, and the error is returned.
 //
-// If the locks cannot be taken (ctx ends first, or the lock file cannot
-// be opened) the recorded lab is kept as StateDirty (see keepDirty) and
-// the error is returned with RecoveredDirty.
+// If the locks a teardown needs cannot be taken (ctx ends first, or the
+// lock file cannot be opened) the recorded lab is kept as StateDirty (see
+// keepDirty) and the error is returned with RecoveredDirty. Adoption needs
+// only the Manager's own operation lock.
 //
 // A record whose directory is not one a Manager creates is refused with
 // an error, and nothing is touched.
@@ -78,11 +79,7 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 	}
 	lk := locks{m: m}
 	defer lk.unlock()
-	err = lk.lockOp(ctx, true)
-	if err == nil {
-		err = lk.lockFile(ctx, true)
-	}
-	if err != nil {
+	if err := lk.lockOp(ctx, true); err != nil {
 		return m.keepDirty(fmt.Errorf("recover lab: %w", err))
 	}
 	rec, err := m.records.Load()
@@ -106,11 +103,17 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 		"state", rec.State, "started_at", rec.StartedAt)
 	m.killProcesses(ctx, rec.Processes)
 	l := &labRec{dir: rec.Dir, fp: rec.Fingerprint, topoName: rec.Topology, holders: make(map[string]int), started: rec.StartedAt}
+	// Adopting changes nothing on the host, so it does not wait for the
+	// lock file: another process holding it (a local test run) must not
+	// cost the recorded holders their running lab.
 	if m.stillRuns(ctx, rec) {
 		if err := m.adopt(l, rec); err != nil {
 			return RecoveredNothing, err
 		}
 		return RecoveredAdopted, nil
+	}
+	if err := lk.lockFile(ctx, true); err != nil {
+		return m.keepDirty(fmt.Errorf("recover lab: %w", err))
 	}
 
 	m.mu.Lock()

@@ -342,3 +342,34 @@ func TestRecoverCutShortKeepsTheLabDirty(t *testing.T) {
 	assert.Equal(t, dir, calls[0].Dir)
 	assert.NoDirExists(t, dir)
 }
+
+// TestRecoverAdoptsWhileLockFileHeld: adopting changes nothing on the
+// host, so a lab that still runs is adopted at once even while another
+// process (a local test run) holds the lock file; only a teardown waits
+// for it.
+func TestRecoverAdoptsWhileLockFileHeld(t *testing.T) {
+	r := &remotelabtest.FakeRunner{}
+	b := newBundle(t, "lab.yml", topoA)
+	e := newEnv(t, r)
+	dir, err := os.MkdirTemp(e.work, "remotelab-lab-*")
+	require.NoError(t, err)
+	_, err = r.Up(t.Context(), lab.Spec{Dir: dir, Bundle: b})
+	require.NoError(t, err)
+	store := &memRecords{rec: &lab.Record{Dir: dir, Fingerprint: b.Fingerprint(), Topology: "lab.yml",
+		State: lab.StateRunning, Holders: map[string]int{"s1": 1}}}
+	holder := flockHold(t, e.lockPath)
+	defer holder.Unlock()
+
+	e2 := newEnv(t, r, func(c *lab.Config) {
+		c.Records = store
+		c.LockPath = e.lockPath
+	})
+	// Far longer than the test takes when adoption does not wait.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	got, err := e2.m.Recover(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, lab.RecoveredAdopted, got)
+	assert.Equal(t, map[string]int{"s1": 1}, e2.m.Status().Holders)
+	assert.Equal(t, []string{"up"}, ops(r.Calls()), "no teardown, no second up")
+}
