@@ -191,15 +191,18 @@ func (b *Broker) lift(actor, why string) bool {
 }
 
 // retryLoop retries the cleanup of a quarantined host, waiting
-// QuarantineBackoff before the first try and doubling it up to
-// MaxQuarantineBackoff, until a cleanup succeeds or the quarantine is
-// lifted by hand.
+// QuarantineBackoff before the first try (none for a quarantine restored
+// at start) and doubling it up to MaxQuarantineBackoff, until a cleanup
+// succeeds or the quarantine is lifted by hand.
 func (h *health) retryLoop() {
 	b := h.b
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	backoff := b.cfg.QuarantineBackoff
+	// A quarantine the previous run saved is retried at once: a restart
+	// is when an operator who repaired the host expects it checked.
+	_, now := h.quarantined()
 	for {
 		if _, ok := h.quarantined(); !ok {
 			backoff = b.cfg.QuarantineBackoff
@@ -210,12 +213,15 @@ func (h *health) retryLoop() {
 				continue
 			}
 		}
-		timer.Reset(backoff)
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-timer.C:
+		if !now {
+			timer.Reset(backoff)
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-timer.C:
+			}
 		}
+		now = false
 		if _, ok := h.quarantined(); !ok {
 			continue // lifted by hand meanwhile
 		}

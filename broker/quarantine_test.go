@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -163,4 +164,22 @@ func TestAdminTeardownLiftsQuarantine(t *testing.T) {
 	// while it failed: that is the loop's business, not the quarantine's.)
 	_, reason := e.b.Ready()
 	assert.NotContains(t, reason, "quarantined")
+}
+
+// A quarantine saved by the previous run is retried as soon as the
+// broker starts, not after a backoff: a restart is when an operator who
+// repaired the host expects it checked.
+func TestRestoredQuarantineRetriedAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		st.quarantine = &broker.Quarantine{Since: time.Now().Add(-time.Hour), Reason: "3 lab teardowns failed in a row"}
+		start := time.Now()
+		e := newEnv(t, nil, withStore(st), func(c *broker.Config) { c.QuarantineBackoff = time.Hour })
+		synctest.Wait()
+		_, quarantined := e.b.Quarantined()
+		assert.False(t, quarantined, "lifted by the first cleanup")
+		assert.Zero(t, time.Since(start), "at once, not after the backoff")
+		assert.Equal(t, []string{"unquarantine"}, e.audit.actions())
+		e.close()
+	})
 }
