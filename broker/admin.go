@@ -100,7 +100,11 @@ func (b *Broker) DestroyLab(ctx context.Context, actor string) (bool, error) {
 	if err != nil {
 		a.Reason += ": failed: " + err.Error()
 	}
-	b.log.Warn("Lab destroyed by an admin", "actor", actor, "state", before.State, "topology", before.TopologyName, "err", err)
+	if err != nil {
+		b.log.Error("Lab teardown by an admin failed", "actor", actor, "state", before.State, "topology", before.TopologyName, "err", err)
+	} else {
+		b.log.Warn("Lab destroyed by an admin", "actor", actor, "state", before.State, "topology", before.TopologyName)
+	}
 	b.audit(a)
 	if _, quarantined := b.health.quarantined(); quarantined && err == nil {
 		if perr := b.health.probe(ctx); perr != nil {

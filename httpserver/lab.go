@@ -117,6 +117,10 @@ func (s *Server) labError(w http.ResponseWriter, r *http.Request, op string, err
 	case errors.Is(err, lab.ErrClosed), errors.Is(err, broker.ErrClosed),
 		s.draining.Load() && errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away: nobody reads the answer.
+		s.log.Info("Lab operation abandoned by its client", "op", op, "session", id)
+		writeError(w, http.StatusServiceUnavailable, op+": the request was cancelled")
 	case errors.As(err, &re) && errors.Is(re, context.DeadlineExceeded):
 		s.log.Error("Lab operation timed out", "op", op, "session", id, "err", err)
 		writeError(w, http.StatusGatewayTimeout, re.Error())
@@ -126,10 +130,6 @@ func (s *Server) labError(w http.ResponseWriter, r *http.Request, op string, err
 	case errors.Is(err, context.DeadlineExceeded):
 		s.log.Error("Lab operation timed out", "op", op, "session", id, "err", err)
 		writeError(w, http.StatusGatewayTimeout, op+": "+err.Error())
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away: nobody reads the answer.
-		s.log.Info("Lab operation abandoned by its client", "op", op, "session", id)
-		writeError(w, http.StatusServiceUnavailable, op+": the request was cancelled")
 	default:
 		s.log.Error("Lab operation failed", "op", op, "session", id, "err", err)
 		writeError(w, http.StatusInternalServerError, op+": "+err.Error())

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -252,7 +253,11 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 	})
 	if err != nil {
 		upErr := &RunnerError{Op: "up", Err: err}
-		m.log.Error("Lab start failed", "topology", l.topoName, "holder", short(holder), "err", err)
+		if errors.Is(err, context.Canceled) {
+			m.log.Info("Lab start cancelled: its caller gave up", "topology", l.topoName, "holder", short(holder))
+		} else {
+			m.log.Error("Lab start failed", "topology", l.topoName, "holder", short(holder), "err", err)
+		}
 		m.emit(Event{Kind: EventStarted, Fingerprint: fp, Err: upErr})
 		// Up may have left part of the lab running: tear it down even if
 		// the caller gave up.

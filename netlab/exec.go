@@ -28,8 +28,12 @@ type Error struct {
 	// Stdout is the tail of netlab's standard output: some fatal errors
 	// ("... aborting") give their reason only there.
 	Stdout string
-	// Elapsed is how long the command ran.
+	// Elapsed is how long the command ran (after its deadline, including
+	// the grace between SIGINT and SIGKILL).
 	Elapsed time.Duration
+	// Timeout is the command's own deadline when that is what interrupted
+	// it (Config.UpTimeout, DownTimeout or QueryTimeout), else 0.
+	Timeout time.Duration
 	// Err is the cause: ctx.Err() when the command was interrupted by
 	// its deadline or a cancelled context, else the *exec.ExitError or
 	// the error starting the command.
@@ -46,7 +50,10 @@ func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(step)
 	b.WriteString(": ")
-	if e.Err == context.DeadlineExceeded || e.Err == context.Canceled {
+	switch {
+	case e.Timeout > 0:
+		fmt.Fprintf(&b, "interrupted after %.1fs (its deadline is %v): ", e.Elapsed.Seconds(), e.Timeout)
+	case e.Err == context.DeadlineExceeded || e.Err == context.Canceled:
 		fmt.Fprintf(&b, "interrupted after %.1fs: ", e.Elapsed.Seconds())
 	}
 	b.WriteString(e.Err.Error())
@@ -99,6 +106,7 @@ func (r *Runner) run(ctx context.Context, cfg Config, inv invocation) ([]byte, e
 		return nil, &Error{Args: inv.args, ExitCode: -1, Err: fmt.Errorf("not started: %w", err)}
 	}
 	progress := lab.ProgressFrom(ctx)
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, inv.timeout)
 	defer cancel()
 
@@ -165,6 +173,13 @@ func (r *Runner) run(ctx context.Context, cfg Config, inv invocation) ([]byte, e
 		e.ExitCode = exitErr.ExitCode()
 	}
 	switch {
+	case interrupted && parent.Err() == nil && ctx.Err() == context.DeadlineExceeded:
+		e.Err, e.Timeout = ctx.Err(), inv.timeout
+		log.Error("netlab command timed out", "cmd", cmdline, "timeout", inv.timeout, "duration", took,
+			"stderr", e.Stderr, "stdout", e.Stdout)
+	case interrupted && errors.Is(ctx.Err(), context.Canceled):
+		e.Err = ctx.Err()
+		log.Warn("netlab command cancelled: its caller gave up", "cmd", cmdline, "duration", took)
 	case interrupted:
 		e.Err = ctx.Err()
 		log.Error("netlab command interrupted", "cmd", cmdline, "err", e.Err, "duration", took,

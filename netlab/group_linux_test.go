@@ -128,8 +128,12 @@ func TestUpDeadlineKillsProcessGroup(t *testing.T) {
 	if !strings.Contains(ne.Stderr, "netlab up command was interrupted") {
 		t.Errorf("netlab did not get SIGINT; stderr:\n%s", ne.Stderr)
 	}
-	if !strings.HasPrefix(err.Error(), "netlab up: interrupted after ") {
+	if !strings.HasPrefix(err.Error(), "netlab up: interrupted after ") ||
+		!strings.Contains(err.Error(), "s (its deadline is 2s): context deadline exceeded") {
 		t.Errorf("error text %q", err)
+	}
+	if ne.Timeout != 2*time.Second {
+		t.Errorf("Timeout = %v, want the up deadline, 2s", ne.Timeout)
 	}
 	pgid, child := readPids(t, pidfile)
 	waitKilled(t, child)
@@ -166,6 +170,9 @@ func TestUpCancelKillsProcessGroup(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "netlab up command was interrupted") {
 		t.Errorf("error lacks netlab's interruption message: %v", err)
+	}
+	if ne, ok := errors.AsType[*netlab.Error](err); !ok || ne.Timeout != 0 || strings.Contains(err.Error(), "deadline") {
+		t.Errorf("a cancelled command is not a timed-out one: %v", err)
 	}
 	pgid, child := readPids(t, pidfile)
 	waitKilled(t, child)
