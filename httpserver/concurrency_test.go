@@ -347,3 +347,30 @@ func TestDestroyOutlivesItsClient(t *testing.T) {
 		assert.Equal(t, lab.StateNone, e.mgr.Status().State, "and ends clean, not dirty")
 	})
 }
+
+// TestClientGoneDuringUp: a client that disconnects while its lab starts
+// is logged as having given up, not as a failed netlab start (which an
+// operator would take for a host fault); the start is cleaned up.
+func TestClientGoneDuringUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBlocker()
+		e := newEnv(t, withRunner(&remotelabtest.FakeRunner{UpHook: b.upHook}), overPipeFrom(loopbackClient))
+		a := e.createSession().SessionID
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := e.sendCtx(ctx, acquireReq(a, topo("lab.yml", topoA)))
+			errc <- err
+		}()
+		<-b.entered
+		cancel()
+		require.ErrorIs(t, <-errc, context.Canceled)
+		synctest.Wait()
+		logs := e.logs.String()
+		assert.Contains(t, logs, `msg="Lab operation abandoned by its client"`)
+		assert.Contains(t, logs, `msg="Lab start cancelled: its caller gave up"`)
+		assert.NotContains(t, logs, "Lab operation failed")
+		assert.NotContains(t, logs, "Lab start failed")
+		assert.Equal(t, lab.StateNone, e.mgr.Status().State)
+	})
+}
