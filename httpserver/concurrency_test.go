@@ -374,3 +374,17 @@ func TestClientGoneDuringUp(t *testing.T) {
 		assert.Equal(t, lab.StateNone, e.mgr.Status().State)
 	})
 }
+
+// TestLabBusyLogsWhy: a 423 Lab currently busy keeps the original's words
+// for the client, and the log says what stands in the way.
+func TestLabBusyLogsWhy(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.mgr.TryAcquire(context.Background(), "other-holder", bundle(t, topoB), true)
+	require.NoError(t, err)
+	a := e.createSession().SessionID
+	r := e.acquire(a, topo("lab.yml", topoA))
+	require.Equal(t, http.StatusLocked, r.code)
+	assert.Equal(t, api.DetailLabBusy, r.detail(t))
+	assert.Contains(t, e.logs.String(), `msg="Lab busy" op="acquire lab" session=`+a[:8]+
+		` why="acquire lab: lab busy: 1 reference(s) held by other holders"`)
+}

@@ -104,6 +104,8 @@ func (s *Server) labError(w http.ResponseWriter, r *http.Request, op string, err
 	case errors.As(err, &qe):
 		writeError(w, http.StatusServiceUnavailable, api.DetailQuarantined+": "+qe.Reason)
 	case errors.Is(err, lab.ErrBusy):
+		// The answer keeps the original's words; the log says why.
+		s.log.Info("Lab busy", "op", op, "session", id, "why", err.Error())
 		writeError(w, http.StatusLocked, api.DetailLabBusy)
 	case errors.Is(err, lab.ErrConflict):
 		writeError(w, http.StatusConflict, api.DetailLabConflict)

@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"testing/synctest"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/remotelab-go/remotelab/internal/testutil"
 	"github.com/remotelab-go/remotelab/lab"
 	"github.com/remotelab-go/remotelab/remotelabtest"
 )
@@ -148,9 +150,11 @@ func TestIdleExpiryRechecksAfterWaitingForLockFile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl, downTimeout = 10 * time.Minute, 5 * time.Minute
 		r := &remotelabtest.FakeRunner{}
+		var logs testutil.Buffer
 		e := newEnv(t, r, func(c *lab.Config) {
 			c.IdleTTL = ttl
 			c.DownTimeout = downTimeout
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		})
 		b := newBundle(t, "lab.yml", topoA)
 		_, err := e.m.TryAcquire(t.Context(), "a", b, true)
@@ -162,6 +166,7 @@ func TestIdleExpiryRechecksAfterWaitingForLockFile(t *testing.T) {
 		time.Sleep(ttl + time.Second)
 		synctest.Wait()
 		require.Equal(t, lab.StateIdle, e.m.Status().State)
+		assert.Contains(t, logs.String(), `msg="Waiting for the lab lock file, which another process holds" path=`+e.lockPath)
 
 		// Meanwhile the lab is attached and released: a new idle period.
 		res, err := e.m.TryAcquire(t.Context(), "b", b, true)
@@ -174,6 +179,7 @@ func TestIdleExpiryRechecksAfterWaitingForLockFile(t *testing.T) {
 		require.NoError(t, held.Unlock())
 		time.Sleep(time.Second)
 		synctest.Wait()
+		assert.Contains(t, logs.String(), `msg="Lab lock file taken" path=`+e.lockPath)
 		assert.Equal(t, lab.StateIdle, e.m.Status().State, "the stale expiry tore the lab down")
 		assert.Equal(t, []string{"up"}, ops(r.Calls()))
 

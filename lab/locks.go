@@ -70,9 +70,14 @@ func (lk *locks) lockFile(ctx context.Context, patient bool) error {
 		return fmt.Errorf("%w: lock file %s is held by another process", ErrBusy, m.lock.Path())
 	}
 	if !ok {
+		m.log.Info("Waiting for the lab lock file, which another process holds", "path", m.lock.Path())
+		start := time.Now()
 		m.setFileWait(true)
 		_, err = m.lock.TryLockContext(ctx, lockRetry)
 		m.setFileWait(false)
+		if err == nil {
+			m.log.Info("Lab lock file taken", "path", m.lock.Path(), "waited", time.Since(start).Round(time.Millisecond))
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return m.waitErr(ctx, "lock file "+m.lock.Path()+" held by another process")
