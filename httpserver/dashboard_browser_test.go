@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,29 +135,24 @@ func chromium(t *testing.T) string {
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	path := chromium(t)
-	var out bytes.Buffer
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(&syncWriter{w: &out}),
+	// Chromium now and then crashes while it starts (crashpad's "no stack
+	// mapping" on a loaded machine); a browser that never started says
+	// nothing about the page, so the start is tried three times.
+	var (
+		ctx      context.Context
+		stop     func()
+		failures []string
 	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	// The first Run starts the browser; it must not carry a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		cancel()
-		cancelAlloc()
-		t.Fatalf("start %s: %v\n%s", path, err, out.String())
+	for attempt := 1; ; attempt++ {
+		var err error
+		if ctx, stop, err = startBrowser(t, path); err == nil {
+			break
+		}
+		failures = append(failures, err.Error())
+		if attempt == 3 {
+			t.Fatalf("start %s, 3 tries:\n%s", path, strings.Join(failures, "\n\n"))
+		}
+		t.Logf("start %s (try %d of 3): %v", path, attempt, err)
 	}
 	var (
 		mu       sync.Mutex
@@ -190,8 +186,7 @@ func browser(t *testing.T) context.Context {
 		}
 	})
 	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
+		stop()
 		watchers.Wait()
 		mu.Lock()
 		defer mu.Unlock()
@@ -212,4 +207,38 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// startBrowser starts a headless Chromium at path for t and returns the
+// context of its tab and the function that ends it; err (with the
+// browser's output) when it did not start.
+func startBrowser(t *testing.T, path string) (ctx context.Context, stop func(), err error) {
+	var out bytes.Buffer
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.CombinedOutput(&syncWriter{w: &out}),
+	)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	stop = func() {
+		cancel()
+		cancelAlloc()
+	}
+	// The first Run starts the browser; it must not carry a timeout.
+	if err := chromedp.Do(ctx); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("%w\n%s", err, out.String())
+	}
+	return ctx, stop, nil
 }
