@@ -65,20 +65,14 @@ func mountTmpfs(t *testing.T, opts string) string {
 // than left running unseen.
 func TestCorruptStateFileMovedAside(t *testing.T) {
 	e := newEnv(t)
-	first := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base := first.baseURL()
-	id := openSession(t, base)
-	acquire(t, base, id)
-	dir := labDir(t, base, id)
-	first.signal(syscall.SIGKILL)
-	first.waitExit()
+	id, dir := killedHolder(t, e)
 
 	db := filepath.Join(e.stateDir, stateDBName)
 	garbage := bytes.Repeat([]byte("not a bbolt file "), 1000)
 	require.NoError(t, os.WriteFile(db, garbage, 0o600))
 
 	second := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base = second.baseURL()
+	base := second.baseURL()
 	m := second.waitFor(logRE("The state file cannot be read; moved it aside and starting with an empty queue", "path="+db) + ` moved_to=(\S+)`)
 	moved, err := os.ReadFile(m[1])
 	require.NoError(t, err, "moved, not deleted")

@@ -35,6 +35,21 @@ func labDir(t *testing.T, base, id string) string {
 	return filepath.Dir(*st.Topology)
 }
 
+// killedHolder starts a sim daemon in e, has a session hold a lab, and
+// kills the daemon with SIGKILL; it returns the session and the lab's
+// working directory.
+func killedHolder(t *testing.T, e *env) (id, dir string) {
+	t.Helper()
+	first := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
+	base := first.baseURL()
+	id = openSession(t, base)
+	acquire(t, base, id)
+	dir = labDir(t, base, id)
+	first.signal(syscall.SIGKILL)
+	first.waitExit()
+	return id, dir
+}
+
 // TestSimRoundTrip is the whole API over a real socket with the sim
 // runner, then a graceful SIGTERM that keeps the idle lab, which the next
 // start adopts.
@@ -186,17 +201,11 @@ func TestLockHeldWithStaleMetadata(t *testing.T) {
 // its holder, and restores the queue.
 func TestKill9ThenRestartAdoptsLab(t *testing.T) {
 	e := newEnv(t)
-	first := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base := first.baseURL()
-	id := openSession(t, base)
-	acquire(t, base, id)
-	dir := labDir(t, base, id)
-	first.signal(syscall.SIGKILL)
-	first.waitExit()
+	id, dir := killedHolder(t, e)
 	require.FileExists(t, e.metaPath(), "kill -9 leaves the metadata")
 
 	second := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base = second.baseURL()
+	base := second.baseURL()
 	second.waitFor("Remote Lab Manager startup complete")
 	out := second.out.String()
 	assert.Contains(t, out, "did not shut down cleanly")
@@ -220,17 +229,11 @@ func TestKill9ThenRestartAdoptsLab(t *testing.T) {
 // adopting it; the holder stays in the queue without a lab.
 func TestKill9ThenRestartTearsDownStoppedLab(t *testing.T) {
 	e := newEnv(t)
-	first := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base := first.baseURL()
-	id := openSession(t, base)
-	acquire(t, base, id)
-	dir := labDir(t, base, id)
-	first.signal(syscall.SIGKILL)
-	first.waitExit()
+	id, dir := killedHolder(t, e)
 	require.NoError(t, os.Remove(filepath.Join(dir, sim.MarkerFile)))
 
 	second := start(t, e, "--runner", "sim", "--host", "127.0.0.1", "--port", "0")
-	base = second.baseURL()
+	base := second.baseURL()
 	second.waitFor("Remote Lab Manager startup complete")
 	out := second.out.String()
 	assert.Regexp(t, logRE("Tearing down lab", "reason=recover", "dir="+dir), out)
