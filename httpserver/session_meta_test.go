@@ -2,7 +2,6 @@ package httpserver_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -214,27 +213,14 @@ func TestSmallBodyTimesOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, overPipe())
 		body := []byte(`{"owner": "slow", "labels": {"a": "b"}}`)
-		pr, pw := io.Pipe()
-		hr, err := http.NewRequest(http.MethodPost, e.base+"/session", pr)
-		require.NoError(t, err)
-		hr.Header.Set("Content-Type", "application/json")
-		hr.ContentLength = int64(len(body))
-		start := time.Now()
-		done := make(chan resp, 1)
-		go func() {
-			res, err := e.client.Do(hr)
-			if err != nil {
-				done <- resp{code: -1, body: []byte(err.Error())}
-				return
-			}
-			defer res.Body.Close()
-			b, _ := io.ReadAll(res.Body)
-			done <- resp{code: res.StatusCode, body: b}
-		}()
-		_, _ = pw.Write(body[:10])
-		r := <-done
-		_ = pw.Close()
-		assert.Equal(t, 30*time.Second, time.Since(start))
+		u := e.startPiped(http.MethodPost, "/session", body, func(hr *http.Request) {
+			hr.Header.Set("Content-Type", "application/json")
+			hr.ContentLength = int64(len(body))
+		})
+		_ = u.send(0, 10)
+		r := <-u.done
+		_ = u.pw.Close()
+		assert.Equal(t, 30*time.Second, time.Since(u.start))
 		require.Equal(t, http.StatusRequestTimeout, r.code, "%s", r.body)
 		assert.Contains(t, r.detail(t), "did not arrive within 30s")
 		assert.Zero(t, e.b.Len(), "nothing created")

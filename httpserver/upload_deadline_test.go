@@ -20,25 +20,24 @@ import (
 // These tests run over net.Pipe in a synctest bubble: the upload timeout,
 // the session TTL and a client's pauses are all on the bubble's clock.
 
-// pendingUpload is a POST /lab whose body the test writes piece by piece.
-type pendingUpload struct {
+// pipedRequest is a request whose body the test writes piece by piece.
+type pipedRequest struct {
 	pw    *io.PipeWriter
-	body  []byte // the whole form
+	body  []byte // the whole body
 	start time.Time
 	done  chan resp
 }
 
-// startUpload sends POST /lab for session id with a body the test
-// writes through u.send; the answer arrives on u.done.
-func (e *env) startUpload(id string, parts ...part) *pendingUpload {
+// startPiped sends method path with body, which the test writes through
+// send and trickle; prepare sets the request's headers. The answer
+// arrives on done.
+func (e *env) startPiped(method, path string, body []byte, prepare func(*http.Request)) *pipedRequest {
 	e.t.Helper()
-	body, ctype := form(parts...)
 	pr, pw := io.Pipe()
-	hr, err := http.NewRequest(http.MethodPost, e.base+"/lab", pr)
+	hr, err := http.NewRequest(method, e.base+path, pr)
 	require.NoError(e.t, err)
-	hr.Header.Set(api.HeaderSessionID, id)
-	hr.Header.Set("Content-Type", ctype)
-	u := &pendingUpload{pw: pw, body: body, start: time.Now(), done: make(chan resp, 1)}
+	prepare(hr)
+	u := &pipedRequest{pw: pw, body: body, start: time.Now(), done: make(chan resp, 1)}
 	go func() {
 		res, err := e.client.Do(hr)
 		pr.CloseWithError(io.ErrClosedPipe) // the writer stops when the request is over
@@ -53,18 +52,32 @@ func (e *env) startUpload(id string, parts ...part) *pendingUpload {
 	return u
 }
 
-// send writes body[from:to] (the server may already have given up).
-func (u *pendingUpload) send(from, to int) { _, _ = u.pw.Write(u.body[from:to]) }
+// startUpload sends POST /lab for session id with the form of parts,
+// written through u.send.
+func (e *env) startUpload(id string, parts ...part) *pipedRequest {
+	e.t.Helper()
+	body, ctype := form(parts...)
+	return e.startPiped(http.MethodPost, "/lab", body, func(hr *http.Request) {
+		hr.Header.Set(api.HeaderSessionID, id)
+		hr.Header.Set("Content-Type", ctype)
+	})
+}
+
+// send writes body[from:to]; an error says the server no longer reads.
+func (u *pipedRequest) send(from, to int) error {
+	_, err := u.pw.Write(u.body[from:to])
+	return err
+}
 
 // trickle writes the rest of the body from offset from in n pieces, one
 // every interval (the first at once), then ends it.
-func (u *pendingUpload) trickle(from, n int, every time.Duration) {
+func (u *pipedRequest) trickle(from, n int, every time.Duration) {
 	rest := len(u.body) - from
 	for i := range n {
 		if i > 0 {
 			time.Sleep(every)
 		}
-		u.send(from+rest*i/n, from+rest*(i+1)/n)
+		_ = u.send(from+rest*i/n, from+rest*(i+1)/n) // the server may have given up
 	}
 	_ = u.pw.Close()
 }
@@ -95,7 +108,7 @@ func TestUploadTimesOut(t *testing.T) {
 		id := e.createSession().SessionID
 		next := e.createSession().SessionID
 		u := e.startUpload(id, topo("lab.yml", bigTopology))
-		u.send(0, len(u.body)/2)
+		require.NoError(t, u.send(0, len(u.body)/2))
 
 		r := <-u.done
 		assert.Equal(t, timeout, time.Since(u.start), "answered after exactly the upload timeout")
@@ -142,10 +155,10 @@ func TestUploadStopsSessionExpires(t *testing.T) {
 		id := e.createSession().SessionID
 		next := e.createSession().SessionID
 		u := e.startUpload(id, topo("lab.yml", bigTopology))
-		u.send(0, len(u.body)/3)
+		require.NoError(t, u.send(0, len(u.body)/3))
 		time.Sleep(20 * time.Second)
 		synctest.Wait()
-		u.send(len(u.body)/3, len(u.body)/2) // the last bytes, at +20 s
+		require.NoError(t, u.send(len(u.body)/3, len(u.body)/2)) // the last bytes, at +20 s
 		lastBytes := time.Now()
 		e.send(post("/session/heartbeat", next))
 
