@@ -123,17 +123,8 @@ func (w *world) peek(t *testing.T, req request) resp {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, req.method, w.base+req.path, strings.NewReader(string(req.body)))
+	hr, err := w.httpRequest(ctx, req)
 	require.NoError(t, err)
-	for k, v := range req.header {
-		hr.Header[k] = v
-	}
-	if req.session != "" {
-		hr.Header.Set(api.HeaderSessionID, req.session)
-	}
-	if req.ctype != "" {
-		hr.Header.Set("Content-Type", req.ctype)
-	}
 	res, err := w.client.Do(hr)
 	require.NoError(t, err)
 	defer res.Body.Close()

@@ -238,14 +238,15 @@ func (e *env) send(req request) resp {
 	return r
 }
 
-func (e *env) sendCtx(ctx context.Context, req request) (resp, error) {
+// httpRequest builds the *http.Request of req to e's server.
+func (e *env) httpRequest(ctx context.Context, req request) (*http.Request, error) {
 	var body io.Reader
 	if req.body != nil {
 		body = bytes.NewReader(req.body)
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.method, e.base+req.path, body)
 	if err != nil {
-		return resp{}, err
+		return nil, err
 	}
 	for k, v := range req.header {
 		hr.Header[k] = v
@@ -255,6 +256,14 @@ func (e *env) sendCtx(ctx context.Context, req request) (resp, error) {
 	}
 	if req.ctype != "" {
 		hr.Header.Set("Content-Type", req.ctype)
+	}
+	return hr, nil
+}
+
+func (e *env) sendCtx(ctx context.Context, req request) (resp, error) {
+	hr, err := e.httpRequest(ctx, req)
+	if err != nil {
+		return resp{}, err
 	}
 	res, err := e.client.Do(hr)
 	if err != nil {
