@@ -118,11 +118,10 @@ func (p *parser) yamlError(err error, data []byte) *ParseError {
 	e := &ParseError{File: p.file, Msg: "invalid YAML: " + msg}
 	switch {
 	case slices.Contains(readerErrors, msg):
-		e.Line, e.Column, _ = unreadable(data)
+		e.Line, e.Column = unreadable(data)
 	case strings.HasPrefix(msg, "unknown anchor '"):
 		alias, _, _ := strings.Cut(strings.TrimPrefix(msg, "unknown anchor '"), "' referenced")
 		e.Line, e.Column = aliasAt(data, alias)
-	case slices.ContainsFunc(lineless, func(prefix string) bool { return strings.HasPrefix(msg, prefix) }):
 	default:
 		e.Line = 1
 	}
@@ -135,10 +134,6 @@ var readerErrors = []string{
 	"incomplete UTF-8 octet sequence", "invalid trailing UTF-8 octet",
 	"invalid Unicode character",
 }
-
-// lineless starts yaml.v3's messages that are about the document as a
-// whole, not a place in it.
-var lineless = []string{"document contains excessive aliasing", "anchor '", "attempted to go past", "cannot decode node"}
 
 // aliasAt returns the line and column of the first use of alias name in
 // data ("*name" ending where an alias ends, not in a comment), or 0, 0.
@@ -159,14 +154,14 @@ func aliasAt(data []byte, name string) (line, column int) {
 // unreadable finds the first character of UTF-8 data that YAML does not
 // allow (YAML 1.2 §5.1: control characters other than tab, line feed
 // and carriage return, surrogates, U+FFFE and U+FFFF, invalid UTF-8) and
-// returns its line and column (in characters), both from 1.
-func unreadable(data []byte) (line, column int, found bool) {
+// returns its line and column (in characters), both from 1, or 0, 0.
+func unreadable(data []byte) (line, column int) {
 	line, column = 1, 1
 	for i := 0; i < len(data); {
 		r, size := utf8.DecodeRune(data[i:])
 		switch {
 		case r == utf8.RuneError && size <= 1:
-			return line, column, true
+			return line, column
 		case r == '\n':
 			line, column = line+1, 1
 			i += size
@@ -174,12 +169,12 @@ func unreadable(data []byte) (line, column int, found bool) {
 		case r == '\t', r == '\r', r >= 0x20 && r <= 0x7E, r == 0x85,
 			r >= 0xA0 && r <= 0xD7FF, r >= 0xE000 && r <= 0xFFFD, r >= 0x10000:
 		default:
-			return line, column, true
+			return line, column
 		}
 		column++
 		i += size
 	}
-	return 0, 0, false
+	return 0, 0
 }
 
 func (p *parser) topology(root *yaml.Node) (*Topology, error) {
