@@ -35,9 +35,7 @@ func (h *health) start(b *Broker) {
 	h.mu.Lock()
 	h.b = b
 	h.kick = make(chan struct{}, 1)
-	if h.quarantine != nil {
-		h.kick <- struct{}{}
-	}
+	restored := h.quarantine != nil
 	h.mu.Unlock()
 	b.loops.Add(2)
 	go func() {
@@ -46,7 +44,7 @@ func (h *health) start(b *Broker) {
 	}()
 	go func() {
 		defer b.loops.Done()
-		h.retryLoop()
+		h.retryLoop(restored)
 	}()
 }
 
@@ -191,21 +189,20 @@ func (b *Broker) lift(actor, why string) bool {
 }
 
 // retryLoop retries the cleanup of a quarantined host, waiting
-// QuarantineBackoff before the first try (none for a quarantine restored
-// at start) and doubling it up to MaxQuarantineBackoff, until a cleanup
-// succeeds or the quarantine is lifted by hand.
-func (h *health) retryLoop() {
+// QuarantineBackoff before the first try and doubling it up to
+// MaxQuarantineBackoff, until a cleanup succeeds or the quarantine is
+// lifted by hand. With now (a quarantine the previous run saved) the
+// first try is at once: a restart is when an operator who repaired the
+// host expects it checked.
+func (h *health) retryLoop(now bool) {
 	b := h.b
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	backoff := b.cfg.QuarantineBackoff
-	// A quarantine the previous run saved is retried at once: a restart
-	// is when an operator who repaired the host expects it checked.
-	_, now := h.quarantined()
 	for {
 		if _, ok := h.quarantined(); !ok {
-			backoff = b.cfg.QuarantineBackoff
+			backoff, now = b.cfg.QuarantineBackoff, false
 			select {
 			case <-b.ctx.Done():
 				return

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/remotelab-go/remotelab/lab"
@@ -93,11 +94,11 @@ func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (
 	if !o.b.q.Holds(o.id, o.epoch) {
 		// It ended while the lab started: what it got belongs to nobody.
 		o.b.mgr.ReleaseAll(o.id)
-		if o.b.closing.Load() {
-			return lab.Result{}, ErrClosed
+		err := o.b.gone(o.id)
+		if !errors.Is(err, ErrClosed) {
+			o.b.log.Warn("Session ended during lab acquisition; its references were dropped", "session", short(o.id))
 		}
-		o.b.log.Warn("Session ended during lab acquisition; its references were dropped", "session", short(o.id))
-		return lab.Result{}, o.b.gone(o.id)
+		return lab.Result{}, err
 	}
 	if err != nil {
 		return lab.Result{}, err
@@ -122,9 +123,6 @@ func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (
 func (o *Op) save() error {
 	info, err := o.b.q.Status(o.id)
 	if err != nil {
-		if o.b.closing.Load() {
-			return ErrClosed
-		}
 		return o.b.gone(o.id)
 	}
 	st := o.b.cfg.Store

@@ -288,12 +288,17 @@ func (b *Broker) lookup(id string) (queue.Info[*session], error) {
 	return queue.Info[*session]{}, fmt.Errorf("%w: %q matches %d sessions", ErrAmbiguous, id, len(found))
 }
 
-// gone explains why id names no queued session. A session that ended is
-// reported only once its end is saved: the end may have been journaled by
-// another goroutine (an expiry, a limit) whose save still runs, and a
-// client told of the end does not come back for a session a crash would
-// restore.
+// gone explains why id names no queued session: ErrClosed while the
+// Broker closes (sessions leave the queue then, kept in the saved state),
+// else its end if it ended recently, else ErrNotFound. A session that
+// ended is reported only once its end is saved: the end may have been
+// journaled by another goroutine (an expiry, a limit) whose save still
+// runs, and a client told of the end does not come back for a session a
+// crash would restore.
 func (b *Broker) gone(id string) error {
+	if b.closing.Load() {
+		return ErrClosed
+	}
 	if e, ok := b.ended.find(id, time.Now()); ok {
 		b.sync(context.Background())
 		return &EndedError{Session: e}
