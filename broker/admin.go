@@ -99,14 +99,14 @@ func (b *Broker) DestroyLab(ctx context.Context, actor string) (bool, error) {
 	}
 	if err != nil {
 		a.Reason += ": failed: " + err.Error()
-	}
-	if err != nil {
 		b.log.Error("Lab teardown by an admin failed", "actor", actor, "state", before.State, "topology", before.TopologyName, "err", err)
-	} else {
-		b.log.Warn("Lab destroyed by an admin", "actor", actor, "state", before.State, "topology", before.TopologyName)
+		b.audit(a)
+		b.sync(ctx)
+		return torn, err
 	}
+	b.log.Warn("Lab destroyed by an admin", "actor", actor, "state", before.State, "topology", before.TopologyName)
 	b.audit(a)
-	if _, quarantined := b.health.quarantined(); quarantined && err == nil {
+	if _, quarantined := b.health.quarantined(); quarantined {
 		if perr := b.health.probe(ctx); perr != nil {
 			b.log.Warn("Quarantine kept after the admin's teardown: the lab runner fails its probe", "err", perr)
 		} else {

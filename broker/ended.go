@@ -10,16 +10,15 @@ import (
 // why (EndedError), and the holds among them make the wait estimate.
 type endedLog struct {
 	mu   sync.Mutex
-	ring []Ended // at most EndedMemory; the next end goes to ring[next]
-	next int
+	ring []Ended // at most EndedMemory; end n is ring[n%EndedMemory]
 	// byID maps a session id to its end's number: ends are numbered from
 	// 0 in order, and end n lives in ring[n%EndedMemory] while n >= total-EndedMemory.
 	byID  map[string]uint64
 	total uint64 // ends recorded
-	// holds are the last EstimateWindow hold durations, a ring.
+	// holds are the last EstimateWindow hold durations, a ring indexed
+	// by served.
 	holds  [EstimateWindow]time.Duration
-	nHolds int
-	served int // ended sessions that held the lab, since the state began
+	served int // remembered ends (this run's and the saved state's) that held the lab
 }
 
 // add records an end, forgetting the oldest one when EndedMemory are
@@ -30,19 +29,17 @@ func (l *endedLog) add(e Ended) {
 	if len(l.ring) < EndedMemory {
 		l.ring = append(l.ring, e)
 	} else {
-		old := l.ring[l.next]
+		old := l.at(l.total)
 		if l.byID[old.ID] == l.total-EndedMemory {
 			delete(l.byID, old.ID)
 		}
-		l.ring[l.next] = e
+		l.ring[l.total%EndedMemory] = e
 	}
-	l.next = (l.next + 1) % EndedMemory
 	l.byID[e.ID] = l.total
 	l.total++
 	if held, ok := e.Held(); ok {
 		l.holds[l.served%EstimateWindow] = held
 		l.served++
-		l.nHolds = min(l.nHolds+1, EstimateWindow)
 	}
 }
 
@@ -82,17 +79,19 @@ func (l *endedLog) recent(limit int) []Ended {
 func (l *endedLog) average() (avg time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.nHolds == 0 {
+	n := min(l.served, EstimateWindow)
+	if n == 0 {
 		return 0, false
 	}
 	var sum time.Duration
-	for _, h := range l.holds[:l.nHolds] {
+	for _, h := range l.holds[:n] {
 		sum += h
 	}
-	return sum / time.Duration(l.nHolds), true
+	return sum / time.Duration(n), true
 }
 
-// servedCount returns how many remembered ends had held the lab.
+// servedCount returns how many ended sessions had held the lab: this
+// run's, plus those the saved state remembered.
 func (l *endedLog) servedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -96,7 +96,8 @@ func (h *health) tornDown(b *Broker, ev lab.Event) {
 	}
 	h.mu.Lock()
 	if ev.Err == nil {
-		// Only the cleanup of the retry loop lifts a quarantine: the
+		// Only a cleanup (the retry loop's or an admin's DestroyLab,
+		// each followed by the runner's probe) lifts a quarantine: the
 		// teardown after a failed start succeeding says nothing of the
 		// next start.
 		h.downFails = 0
@@ -239,20 +240,21 @@ func (h *health) cleanup() error {
 	if _, err := b.mgr.Destroy(ctx, true); err != nil {
 		return fmt.Errorf("clean up lab: %w", err)
 	}
-	return h.probe(ctx)
+	if err := h.probe(ctx); err != nil {
+		return fmt.Errorf("probe lab runner: %w", err)
+	}
+	return nil
 }
 
-// probe runs the runner's probe, if there is one.
+// probe runs the runner's probe, if there is one, bounded by
+// probeTimeout.
 func (h *health) probe(ctx context.Context) error {
 	if h.b.cfg.Probe == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	if err := h.b.cfg.Probe(ctx); err != nil {
-		return fmt.Errorf("probe lab runner: %w", err)
-	}
-	return nil
+	return h.b.cfg.Probe(ctx)
 }
 
 // probeLoop checks the runner and the lab lock file at once and then every
@@ -263,12 +265,7 @@ func (h *health) probeLoop() {
 	t := time.NewTicker(b.cfg.ProbeInterval)
 	defer t.Stop()
 	for {
-		var perr error
-		if b.cfg.Probe != nil {
-			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
-			perr = b.cfg.Probe(pctx)
-			pcancel()
-		}
+		perr := h.probe(ctx)
 		lerr := b.mgr.CheckLock()
 		h.mu.Lock()
 		changed := (perr == nil) != (h.probeErr == nil) || (lerr == nil) != (h.lockErr == nil)
@@ -297,8 +294,9 @@ func errString(err error) string {
 }
 
 // Ready reports whether the host can take lab work now, and if not why:
-// shutting down, draining, quarantined, the state not being saved, the lab
-// runner failing its probe, or the lab lock file unusable.
+// shutting down, draining, quarantined, the state not being saved, the
+// audit log not being written, the lab runner failing its probe, or the
+// lab lock file unusable.
 func (b *Broker) Ready() (ready bool, reason string) {
 	if b.closing.Load() {
 		return false, "shutting down"

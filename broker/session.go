@@ -147,24 +147,20 @@ func (b *Broker) Join(m Meta) (Session, error) {
 		hold = c
 	}
 	opts = append(opts, queue.WithMaxHold(hold))
-	labels := maps.Clone(m.Labels)
-	counted := m.LimitOwner
-	if counted == "" {
-		counted = m.Owner
-	}
-
-	// A place is reserved first, so the join itself (which may promote,
-	// and a promotion waits for the Store) runs without a lock.
-	if err := b.admission.reserve(counted, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
-		err.RetryAfter = b.retryAfter()
-		return Session{}, err
-	}
 	// The join order (seq) is taken by the journal, under the queue's
 	// lock: taken here, two joins could get it in one order and their
 	// places in the other, and a restart would swap them.
-	info, err := b.q.Join(newSession(0, m.Owner, counted, labels), opts...)
+	p := newSession(0, m.Owner, m.LimitOwner, maps.Clone(m.Labels))
+
+	// A place is reserved first, so the join itself (which may promote,
+	// and a promotion waits for the Store) runs without a lock.
+	if err := b.admission.reserve(p.limitOwner, b.cfg.MaxSessions, b.cfg.MaxSessionsPerOwner); err != nil {
+		err.RetryAfter = b.retryAfter()
+		return Session{}, err
+	}
+	info, err := b.q.Join(p, opts...)
 	if err != nil {
-		b.admission.release(counted)
+		b.admission.release(p.limitOwner)
 		return Session{}, ErrClosed
 	}
 	b.log.Info("Created session", "session", short(info.ID), "position", info.Position,
