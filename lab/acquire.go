@@ -217,7 +217,7 @@ func (m *Manager) start(ctx context.Context, holder string, b *topology.Bundle, 
 		if err != nil {
 			return Result{}, fmt.Errorf("start lab: %w", err)
 		}
-		if err := ctx.Err(); err != nil {
+		if ctx.Err() != nil {
 			return Result{}, fmt.Errorf("start lab: %w", m.ctxErr(ctx))
 		}
 	}

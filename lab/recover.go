@@ -74,16 +74,21 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 	if m.records == nil {
 		return RecoveredNothing, nil
 	}
-	if rec, err := m.records.Load(); err != nil || rec == nil {
+	rec, err := m.records.Load()
+	if err != nil || rec == nil {
 		return RecoveredNothing, wrapErr("recover lab", err)
+	}
+	if err := checkRecordedDir(rec.Dir); err != nil {
+		return RecoveredNothing, err
 	}
 	lk := locks{m: m}
 	defer lk.unlock()
 	if err := lk.lockOp(ctx, true); err != nil {
-		return m.keepDirty(fmt.Errorf("recover lab: %w", err))
+		m.killProcesses(context.Background(), rec.Processes)
+		return m.keepDirty(rec, fmt.Errorf("recover lab: %w", err))
 	}
-	rec, err := m.records.Load()
-	if err != nil || rec == nil {
+	// Another operation may have run while this one waited.
+	if rec, err = m.records.Load(); err != nil || rec == nil {
 		return RecoveredNothing, wrapErr("recover lab", err)
 	}
 	if err := checkRecordedDir(rec.Dir); err != nil {
@@ -102,7 +107,7 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 	m.log.Info("Recovering lab left by a previous run", "topology", rec.Topology, "dir", rec.Dir,
 		"state", rec.State, "started_at", rec.StartedAt)
 	m.killProcesses(ctx, rec.Processes)
-	l := &labRec{dir: rec.Dir, fp: rec.Fingerprint, topoName: rec.Topology, holders: make(map[string]int), started: rec.StartedAt}
+	l := recordedLab(rec)
 	// Adopting changes nothing on the host, so it does not wait for the
 	// lock file: another process holding it (a local test run) must not
 	// cost the recorded holders their running lab.
@@ -113,7 +118,7 @@ func (m *Manager) Recover(ctx context.Context) (Recovery, error) {
 		return RecoveredAdopted, nil
 	}
 	if err := lk.lockFile(ctx, true); err != nil {
-		return m.keepDirty(fmt.Errorf("recover lab: %w", err))
+		return m.keepDirty(rec, fmt.Errorf("recover lab: %w", err))
 	}
 
 	m.mu.Lock()
@@ -143,22 +148,15 @@ func checkRecordedDir(dir string) error {
 // be opened): the recorded lab was neither adopted nor torn down, so it is
 // kept as this Manager's lab in StateDirty, and the next start or Destroy
 // tears it down before anything else runs, instead of starting a lab
-// beside it and recording over it. The process groups its record lists
-// belong to the previous run of this process and are killed first. err
-// is returned.
-func (m *Manager) keepDirty(err error) (Recovery, error) {
-	rec, lerr := m.records.Load()
-	if lerr != nil || rec == nil || checkRecordedDir(rec.Dir) != nil {
-		return RecoveredNothing, err
-	}
-	m.killProcesses(context.Background(), rec.Processes)
+// beside it and recording over it. The caller has killed the process
+// groups rec lists (the previous run's netlab commands). err is returned.
+func (m *Manager) keepDirty(rec *Record, err error) (Recovery, error) {
 	m.mu.Lock()
 	if m.closed || m.cur != nil || m.state != StateNone {
 		m.mu.Unlock()
 		return RecoveredNothing, err // not at startup: lab work is under way
 	}
-	m.cur = &labRec{dir: rec.Dir, fp: rec.Fingerprint, topoName: rec.Topology,
-		holders: make(map[string]int), started: rec.StartedAt}
+	m.cur = recordedLab(rec)
 	m.setStateLocked(StateDirty)
 	ver := m.recVer
 	m.mu.Unlock()
@@ -166,6 +164,12 @@ func (m *Manager) keepDirty(err error) (Recovery, error) {
 	m.log.Error("Lab left by a previous run not recovered; kept as dirty until a teardown succeeds",
 		"topology", rec.Topology, "dir", rec.Dir, "err", err)
 	return RecoveredDirty, err
+}
+
+// recordedLab is the lab rec names, without holders or devices.
+func recordedLab(rec *Record) *labRec {
+	return &labRec{dir: rec.Dir, fp: rec.Fingerprint, topoName: rec.Topology,
+		holders: make(map[string]int), started: rec.StartedAt}
 }
 
 // stillRuns asks the Runner, if it can tell, whether the recorded lab was
@@ -184,7 +188,7 @@ func (m *Manager) stillRuns(ctx context.Context, rec *Record) bool {
 }
 
 // adopt makes the recorded lab l the current one, with rec's holders and
-// devices. The caller holds both locks.
+// devices. The caller holds the operation lock.
 func (m *Manager) adopt(l *labRec, rec *Record) error {
 	l.devices = cloneDevices(rec.Devices)
 	for h, n := range rec.Holders {
