@@ -35,13 +35,12 @@ var _ broker.Auditor = (*Log)(nil)
 // It always returns a Log: when the file cannot be opened now, err says
 // why and every Record tries again, so that an operator who fixes the
 // directory's owner or mode needs no restart.
-func Open(path string) (l *Log, err error) {
-	l = &Log{path: path}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func Open(path string) (*Log, error) {
+	l := &Log{path: path}
 	return l, l.openLocked()
 }
 
+// openLocked opens the file; l.mu is held, or l is not shared yet.
 func (l *Log) openLocked() error {
 	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {

@@ -127,15 +127,9 @@ func (m *Metrics) Watch(b *broker.Broker) { m.broker.Store(b) }
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler { return m.h }
 
-// ObserveRequest counts one HTTP request to the route pattern. A server
-// that knows its routes in advance should keep their Route handles
-// instead, which skip the lookup of the route.
-func (m *Metrics) ObserveRequest(route string, code int, d time.Duration) {
-	m.Route(route).Observe(code, d)
-}
-
 // Route returns the request metrics of one route pattern, made on first
-// use and the same afterwards.
+// use and the same afterwards. A server keeps the handle of each of its
+// routes and counts every request through it.
 func (m *Metrics) Route(route string) *RouteMetrics {
 	m.routesMu.Lock()
 	defer m.routesMu.Unlock()

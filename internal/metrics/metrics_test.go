@@ -52,7 +52,7 @@ func TestGrafanaDashboardUsesExportedMetrics(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Close(context.Background())
 	m.Watch(b)
-	m.ObserveRequest("GET /healthz", 204, 0)
+	m.Route("GET /healthz").Observe(204, 0)
 	text := scrape(t, m)
 
 	name := regexp.MustCompile(`remotelab_[a-z_]+`)

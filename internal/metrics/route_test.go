@@ -11,8 +11,8 @@ import (
 )
 
 // TestRouteCountsByCode: a Route handle counts each status code in its own
-// series, concurrently, exactly like ObserveRequest, and the same route
-// gets the same handle.
+// series, concurrently, and the same route gets the same handle (whose
+// counts add up).
 func TestRouteCountsByCode(t *testing.T) {
 	m := metrics.New()
 	r := m.Route("GET /session/{id}")
@@ -30,7 +30,7 @@ func TestRouteCountsByCode(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	m.ObserveRequest("GET /session/{id}", 404, time.Millisecond)
+	m.Route("GET /session/{id}").Observe(404, time.Millisecond)
 	text := scrape(t, m)
 	assert.Contains(t, text, `remotelab_http_requests_total{code="200",route="GET /session/{id}"} 600`)
 	assert.Contains(t, text, `remotelab_http_requests_total{code="404",route="GET /session/{id}"} 201`)

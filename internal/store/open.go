@@ -72,12 +72,9 @@ func unopenable(err error) bool {
 		errors.Is(err, syscall.EIO) || errors.Is(err, bolt.ErrTimeout)
 }
 
-// errDamaged: bbolt panicked or faulted reading the file.
-var errDamaged = errors.New("damaged file")
-
 // open opens and loads the file once. bbolt trusts the pages it reads and
 // panics (or faults, past the end of a truncated file) on a damaged one;
-// both become errDamaged. When bbolt.Open itself panics its memory map
+// both become a "damaged file" error. When bbolt.Open itself panics its memory map
 // stays behind, but the file (and its lock) is closed.
 func open(path string, log *slog.Logger) (s *Store, st *broker.State, err error) {
 	var (
@@ -86,7 +83,7 @@ func open(path string, log *slog.Logger) (s *Store, st *broker.State, err error)
 	)
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("open state %s: %w: %v", path, errDamaged, v)
+			err = fmt.Errorf("open state %s: damaged file: %v", path, v)
 		}
 		if err == nil {
 			return

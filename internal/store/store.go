@@ -191,7 +191,7 @@ func (s *Store) writer() {
 		}
 		closed := s.closed
 		if err != nil && closed {
-			s.stopLocked() // Close does not wait out a failing disk
+			s.stopped = true // Close does not wait out a failing disk
 		}
 		close(s.changed)
 		s.changed = make(chan struct{})
