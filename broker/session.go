@@ -212,17 +212,15 @@ func (b *Broker) Refresh(id string) error {
 	return nil
 }
 
-// LongPollLimit is the longest a caller should Wait before refreshing the
-// session again: half the waiting TTL, since waiting does not count as
-// activity and a longer wait would let the session expire while its
-// client is parked on it.
-func (b *Broker) LongPollLimit() time.Duration { return b.cfg.WaitingTTL / 2 }
-
 // Wait blocks until the session's status or position differs from last's,
-// or until ctx ends (then it returns the session as it is, no error), and
-// refreshes the session before it returns. It fails as soon as the session
-// ends.
+// or until ctx ends, or half the waiting TTL has passed (then it returns
+// the session as it is, no error), and refreshes the session before it
+// returns: waiting does not count as activity, so a longer wait would let
+// the session expire while its client is parked on it. It fails as soon
+// as the session ends.
 func (b *Broker) Wait(ctx context.Context, id string, last Session) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.WaitingTTL/2)
+	defer cancel()
 	if _, err := b.q.Wait(ctx, id, queue.Info[*session]{Status: last.Status, Position: last.Position}); err != nil {
 		return Session{}, b.gone(id)
 	}

@@ -150,7 +150,7 @@ func (s *Server) sessionStatus(w http.ResponseWriter, r *http.Request) {
 			}).write(w)
 			return
 		}
-		wait = min(d, s.maxWait, s.b.LongPollLimit())
+		wait = min(d, s.maxWait)
 	}
 	if !s.ownSession(w, r, id) {
 		return
