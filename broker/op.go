@@ -74,16 +74,26 @@ func (o *Op) Err() error {
 // stopped sending does.
 func (o *Op) Touch() { _, _ = o.b.q.Touch(o.id) }
 
+// CanAcquire returns a *QuarantineError while the host is quarantined,
+// else nil: a caller checks it before it reads an upload that Acquire
+// would refuse.
+func (o *Op) CanAcquire() error {
+	if q, ok := o.b.Quarantined(); ok {
+		return &QuarantineError{Reason: q.Reason}
+	}
+	return nil
+}
+
 // Acquire gives the session a reference to the lab described by bundle
 // (see lab.Manager.TryAcquire for the rules). It may block for minutes: it
 // waits for the Broker's own background lab work and runs netlab up; it
 // ends early when ctx ends or the session ends. The session cannot expire
 // while it runs. A session that ended meanwhile gets its end as an
 // *EndedError, and whatever it got is dropped. While the host is
-// quarantined it fails at once with a *QuarantineError.
+// quarantined it fails at once with CanAcquire's error.
 func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (lab.Result, error) {
-	if q, ok := o.b.Quarantined(); ok {
-		return lab.Result{}, &QuarantineError{Reason: q.Reason}
+	if err := o.CanAcquire(); err != nil {
+		return lab.Result{}, err
 	}
 	ctx, done, err := o.pin(ctx)
 	if err != nil {

@@ -61,9 +61,9 @@ func (s *Server) acquireLab(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer op.End()
-	if q, ok := s.b.Quarantined(); ok {
+	if err := op.CanAcquire(); err != nil {
 		// Refused before the upload is read, not after.
-		s.labError(w, r, "acquire lab", &broker.QuarantineError{Reason: q.Reason})
+		s.labError(w, r, "acquire lab", err)
 		return
 	}
 	b, reuse, rerr := s.readUpload(w, r, op)
