@@ -50,6 +50,9 @@ var (
 	// ErrQuarantined: the host is quarantined; the error is a
 	// *QuarantineError with the reason.
 	ErrQuarantined = errors.New("lab host quarantined")
+	// ErrShortPrefix: an id prefix shorter than the short ids listings
+	// show (api.ShortIDLen); it also matches ErrNotFound.
+	ErrShortPrefix = errors.New("session id prefix too short")
 	// ErrAmbiguous: an id prefix matches more than one session.
 	ErrAmbiguous = errors.New("session id prefix is ambiguous")
 	// ErrClosed: the Broker is closed (the server is shutting down).

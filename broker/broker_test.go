@@ -234,6 +234,7 @@ func TestEvict(t *testing.T) {
 
 	_, err = e.b.Evict(a.ID[:7], "root", "too short")
 	assert.ErrorIs(t, err, broker.ErrNotFound, "prefixes need 8 characters")
+	assert.ErrorIs(t, err, broker.ErrShortPrefix)
 	ended, err := e.b.Evict(a.ID[:8], "root", "hogging the lab")
 	require.NoError(t, err)
 	assert.Equal(t, api.OutcomeEvicted, ended.Outcome)

@@ -265,7 +265,7 @@ func (b *Broker) lookup(id string) (queue.Info[*session], error) {
 		return info, nil
 	}
 	if len(id) < api.ShortIDLen {
-		return queue.Info[*session]{}, fmt.Errorf("%w: %q (give at least %d characters)", ErrNotFound, id, api.ShortIDLen)
+		return queue.Info[*session]{}, fmt.Errorf("%w: %q (give at least %d characters): %w", ErrShortPrefix, id, api.ShortIDLen, ErrNotFound)
 	}
 	var found []queue.Info[*session]
 	for _, info := range b.q.Snapshot() {

@@ -29,11 +29,6 @@ func (s *Server) actor(r *http.Request) string {
 // evicted; the evicted client learns the reason on its next call.
 func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if len(id) < api.ShortIDLen {
-		invalid(api.ValidationIssue{Type: api.IssueValue, Loc: []string{"path", "id"},
-			Msg: "Give the full session id or its first 8 characters (as /queue shows them)", Input: api.Clip(id)}).write(w)
-		return
-	}
 	data, rerr := readSmallBody(w, r, "Eviction request", maxEvictBody)
 	if rerr != nil {
 		rerr.write(w)
@@ -54,6 +49,9 @@ func (s *Server) evict(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.b.Evict(id, s.actor(r), req.Reason)
 	switch {
+	case errors.Is(err, broker.ErrShortPrefix):
+		invalid(api.ValidationIssue{Type: api.IssueValue, Loc: []string{"path", "id"},
+			Msg: "Give the full session id or its first 8 characters (as /queue shows them)", Input: api.Clip(id)}).write(w)
 	case errors.Is(err, broker.ErrAmbiguous):
 		writeError(w, http.StatusConflict, api.Clip(err.Error()))
 	case err != nil:
