@@ -58,13 +58,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handle registers a route with its access rules.
 func (s *Server) handle(pattern string, a access, h http.HandlerFunc) {
 	rt := &route{access: a, metrics: s.metrics.Route(routeLabel(pattern))}
-	s.mux.HandleFunc(pattern, s.guard(pattern, rt, h))
+	s.mux.HandleFunc(pattern, s.guard(rt, h))
 }
 
 // guard wraps the handler of a route: it answers 503 while draining (but
 // the probes), and authenticates and authorises the caller.
-func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.HandlerFunc {
-	upload := pattern == "POST /lab" // it has a deadline of its own
+func (s *Server) guard(rt *route, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		sw, _ := w.(*statusWriter)
 		if sw != nil {
@@ -74,13 +73,14 @@ func (s *Server) guard(pattern string, rt *route, h http.HandlerFunc) http.Handl
 			writeError(w, http.StatusServiceUnavailable, api.DetailShuttingDown)
 			return
 		}
-		if r.ContentLength != 0 && !upload {
+		if r.ContentLength != 0 {
 			// Also bounds net/http's draining of a body the handler
 			// left unread. (Requests without a body get no deadline:
-			// long-polls and event streams must not be cut.)
+			// long-polls and event streams must not be cut. POST /lab
+			// replaces it with the upload timeout once it reads.)
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(smallBodyTimeout))
 		}
-		if !rt.open {
+		if !rt.probe {
 			id, ok := s.authorize(w, r, rt.access)
 			if sw != nil {
 				sw.actor = id.Name // a caller refused for its role is logged too

@@ -146,8 +146,6 @@ type access struct {
 	// admin routes answer only loopback callers when authentication is
 	// off.
 	admin bool
-	// open routes need no token even with authentication on.
-	open bool
 	// info routes log at INFO (they change something); the rest at
 	// DEBUG.
 	info bool
@@ -173,7 +171,7 @@ func (s *Server) routes() {
 	userInfo := access{need: auth.User, info: true}
 	admin := access{need: auth.Admin, admin: true, info: true}
 	adminRead := access{need: auth.Admin, admin: true}
-	probe := access{open: true, probe: true}
+	probe := access{probe: true}
 
 	handle("POST /session", userInfo, s.createSession)
 	handle("GET /session/{id}", user, s.sessionStatus)
@@ -201,8 +199,8 @@ func (s *Server) routes() {
 	handle("GET /admin/audit", adminRead, s.audit)
 }
 
-// Drain starts a shutdown: from now on every new request but /healthz
-// answers 503 (JSON); requests already running finish. Long-polls answer
+// Drain starts a shutdown: from now on every new request but the probes
+// (/healthz, /readyz) answers 503 (JSON); requests already running finish. Long-polls answer
 // at once with the session's current status and event streams end, so
 // they do not hold up a graceful shutdown.
 func (s *Server) Drain() {
