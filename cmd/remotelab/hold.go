@@ -314,13 +314,21 @@ func watchEnd(ctx context.Context, c *client.Client, s *client.Session) (stop fu
 
 // ended reports that the server ended the session, with its reason.
 func (a *app) ended(err error) int {
+	fmt.Fprintf(a.stderr, "remotelab hold: %s\n", endText(err, ""))
+	return exitEnded
+}
+
+// endText says how the session ended (err, its Err), with the server's
+// reason when it gave one; while names the command that was running.
+func endText(err error, while string) string {
+	if while != "" {
+		while = " while " + while + " runs"
+	}
 	var se *client.Error
 	if errors.As(err, &se) && se.Reason != "" {
-		fmt.Fprintf(a.stderr, "remotelab hold: the server ended the session: %s\n", se.Reason)
-	} else {
-		fmt.Fprintf(a.stderr, "remotelab hold: the session ended: %v\n", err)
+		return "the server ended the session" + while + ": " + se.Reason
 	}
-	return exitEnded
+	return fmt.Sprintf("the session ended%s: %v", while, err)
 }
 
 // runCommand runs command with the devices file in its environment and
@@ -344,12 +352,7 @@ func (a *app) runCommand(intr *interrupts, s *client.Session, command []string, 
 		case <-s.Done():
 			// The lab is no longer this session's: another one may be
 			// using it already. COMMAND must stop touching it.
-			var se *client.Error
-			if err := s.Err(); errors.As(err, &se) && se.Reason != "" {
-				fmt.Fprintf(a.stderr, "remotelab hold: the server ended the session while %s runs: %s; stopping %s\n", command[0], se.Reason, command[0])
-			} else {
-				fmt.Fprintf(a.stderr, "remotelab hold: the session ended while %s runs: %v; stopping %s\n", command[0], s.Err(), command[0])
-			}
+			fmt.Fprintf(a.stderr, "remotelab hold: %s; stopping %s\n", endText(s.Err(), command[0]), command[0])
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			ended <- true
 		case <-done:
