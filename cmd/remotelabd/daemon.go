@@ -30,9 +30,9 @@ import (
 // (netlab process groups being interrupted) wind down before exiting.
 const forcedExitWait = time.Second
 
-// codeReadOnly is lock's answer for a lock file that cannot be created
+// errLockReadOnly is lock's error for a lock file that cannot be created
 // (a read-only directory); for the host's lock in TMPDIR it is fatal.
-const codeReadOnly = -1
+var errLockReadOnly = errors.New("the lock file cannot be created")
 
 // cancelledRequestsWait bounds how long requests cancelled at the end of
 // the shutdown grace get to write their answer (a netlab up they ran is
@@ -99,10 +99,10 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 	defer signal.Stop(hup)
 
 	meta := newInstanceMeta(d.cfg, d.logs.level, argv)
-	inst, code := d.lock(os.TempDir(), lockFileName, metaFileName, meta,
+	inst, err := d.lock(os.TempDir(), lockFileName, metaFileName, meta,
 		"Not starting: one Remote Lab Manager per host (stop the running one first)")
-	if inst == nil {
-		return max(code, 1)
+	if err != nil {
+		return 1
 	}
 	defer d.unlock(inst)
 	// The state directory is locked before anything in it is touched: a
@@ -113,18 +113,18 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 			"hint", "create it for this user or pass --state-dir")
 		return 2 // a configuration error: systemd must not retry it
 	}
-	stateInst, code := d.lock(d.cfg.StateDir, stateLockName, stateMetaName, meta,
+	stateInst, err := d.lock(d.cfg.StateDir, stateLockName, stateMetaName, meta,
 		"Not starting: another Remote Lab Manager uses this state directory (stop it first, or pass another --state-dir)")
 	switch {
-	case stateInst != nil:
+	case err == nil:
 		defer d.unlock(stateInst)
-	case code == codeReadOnly:
+	case errors.Is(err, errLockReadOnly):
 		// Nothing can be saved or changed in it either: serve, unsaved
 		// and not ready (/readyz says why), rather than not at all.
 		d.log.Error("The state directory cannot be written; serving without saving state until it can",
 			"dir", d.cfg.StateDir)
 	default:
-		return code
+		return 1
 	}
 
 	stopCtx, stop := context.WithCancel(ctx)
@@ -161,25 +161,25 @@ func (d *daemon) run(ctx context.Context, argv []string) int {
 }
 
 // lock takes a single-instance lock in dir and writes its metadata. On
-// failure it logs why and returns nil and the exit code.
-func (d *daemon) lock(dir, lockName, metaName string, meta instanceMeta, refused string) (*instance, int) {
+// failure it logs why and returns the error: errLockReadOnly when the
+// lock file cannot be created.
+func (d *daemon) lock(dir, lockName, metaName string, meta instanceMeta, refused string) (*instance, error) {
 	inst, err := lockInstance(dir, lockName, metaName, d.log)
-	if errors.Is(err, errAnotherInstance) {
+	switch {
+	case errors.Is(err, errAnotherInstance):
 		d.fatal(refused, "lock", filepath.Join(dir, lockName))
-		return nil, 1
-	}
-	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return nil, err
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS):
 		d.log.Error("Cannot create the single-instance lock", "lock", filepath.Join(dir, lockName), "err", err)
-		return nil, codeReadOnly
-	}
-	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errLockReadOnly, err)
+	case err != nil:
 		d.fatal("Cannot take the single-instance lock", "err", err)
-		return nil, 1
+		return nil, err
 	}
 	if err := inst.writeMeta(meta); err != nil {
 		d.log.Warn("Failed to write instance metadata", "err", err)
 	}
-	return inst, 0
+	return inst, nil
 }
 
 func (d *daemon) unlock(inst *instance) {
