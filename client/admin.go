@@ -43,7 +43,7 @@ func (a *Admin) Evict(ctx context.Context, id, reason string) error {
 	if err != nil {
 		return fmt.Errorf("evict %s: encode request: %w", api.Clip(id), err)
 	}
-	if err := a.post(ctx, "/admin/sessions/"+url.PathEscape(id)+"/evict", body); err != nil {
+	if err := a.post(ctx, "/admin/sessions/"+url.PathEscape(id)+"/evict", body, nil); err != nil {
 		return fmt.Errorf("evict %s: %w", api.Clip(id), err)
 	}
 	a.c.cfg.logger.Info("Session evicted", "session", api.ShortID(id), "reason", reason)
@@ -68,7 +68,7 @@ func (a *Admin) DestroyLab(ctx context.Context) (bool, error) {
 // Drain stops promotions (POST /admin/drain): the holder may finish,
 // sessions still queue, and the server reports not ready until Resume.
 func (a *Admin) Drain(ctx context.Context) error {
-	if err := a.post(ctx, "/admin/drain", nil); err != nil {
+	if err := a.post(ctx, "/admin/drain", nil, nil); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	return nil
@@ -76,7 +76,7 @@ func (a *Admin) Drain(ctx context.Context) error {
 
 // Resume undoes Drain (POST /admin/resume).
 func (a *Admin) Resume(ctx context.Context) error {
-	if err := a.post(ctx, "/admin/resume", nil); err != nil {
+	if err := a.post(ctx, "/admin/resume", nil, nil); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	return nil
@@ -86,8 +86,7 @@ func (a *Admin) Resume(ctx context.Context) error {
 // /admin/unquarantine) and reports whether the host was quarantined.
 func (a *Admin) Unquarantine(ctx context.Context) (bool, error) {
 	var out api.Unquarantine
-	_, err := a.c.send(ctx, request{method: http.MethodPost, path: "/admin/unquarantine", timeout: a.c.cfg.requestTimeout}, &out)
-	if err != nil {
+	if err := a.post(ctx, "/admin/unquarantine", nil, &out); err != nil {
 		return false, fmt.Errorf("unquarantine: %w", err)
 	}
 	return out.Lifted, nil
@@ -103,12 +102,13 @@ func (a *Admin) Audit(ctx context.Context, limit int) ([]api.AuditEntry, error) 
 	return out, nil
 }
 
-// post sends an admin POST with an optional JSON body.
-func (a *Admin) post(ctx context.Context, path string, body []byte) error {
+// post sends an admin POST with an optional JSON body, decoding the
+// answer into out unless it is nil.
+func (a *Admin) post(ctx context.Context, path string, body []byte, out any) error {
 	r := request{method: http.MethodPost, path: path, timeout: a.c.cfg.requestTimeout}
 	if body != nil {
 		r.body, r.contentType = bytes.NewReader(body), "application/json"
 	}
-	_, err := a.c.send(ctx, r, nil)
+	_, err := a.c.send(ctx, r, out)
 	return err
 }

@@ -111,15 +111,22 @@ func CheckAcquire(topologyPath string, opts ...AcquireOption) error {
 	if err != nil {
 		return fmt.Errorf("acquire: read topology: %w", err)
 	}
-	name := filepath.Base(topologyPath)
+	_, err = prepareUpload(filepath.Base(topologyPath), data, opts)
+	return err
+}
+
+// prepareUpload applies opts and checks the upload of topology data
+// under name, as AcquireBytes and CheckAcquire do before sending.
+func prepareUpload(name string, data []byte, opts []AcquireOption) (*upload, error) {
 	cfg := acquireConfig{reuse: true}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if _, err := newUpload(name, data, cfg); err != nil {
-		return fmt.Errorf("acquire %s: %w", name, err)
+	up, err := newUpload(name, data, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("acquire %s: %w", name, err)
 	}
-	return nil
+	return up, nil
 }
 
 // AcquireBytes is Acquire for a topology held in memory under the file
@@ -139,13 +146,9 @@ func CheckAcquire(topologyPath string, opts ...AcquireOption) error {
 // holds another lab; ErrConflict) is never retried. The server keeps the
 // session's reference until Release or Close.
 func (s *Session) AcquireBytes(ctx context.Context, name string, topologyData []byte, opts ...AcquireOption) ([]Device, bool, error) {
-	cfg := acquireConfig{reuse: true}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	up, err := newUpload(name, topologyData, cfg)
+	up, err := prepareUpload(name, topologyData, opts)
 	if err != nil {
-		return nil, false, fmt.Errorf("acquire %s: %w", name, err)
+		return nil, false, err
 	}
 	if s.closing.Load() {
 		return nil, false, fmt.Errorf("acquire %s: %w", name, ErrClosed)
