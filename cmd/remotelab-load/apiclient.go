@@ -152,26 +152,11 @@ func (c *apiClient) queue(ctx context.Context) (api.Queue, error) {
 // queueSize is GET /queue that also returns the body's size in bytes.
 func (c *apiClient) queueSize(ctx context.Context) (api.Queue, int, error) {
 	var v api.Queue
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/queue", nil)
-	if err != nil {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/queue", "", nil, "", http.StatusOK, &raw); err != nil {
 		return v, 0, err
 	}
-	if c.authz != "" {
-		req.Header.Set("Authorization", c.authz)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return v, 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return v, 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return v, len(b), &httpError{Code: resp.StatusCode, Detail: detailOf(b)}
-	}
-	return v, len(b), json.Unmarshal(b, &v)
+	return v, len(raw), json.Unmarshal(raw, &v)
 }
 
 // evict is POST /admin/sessions/{id}/evict (id: a full id or a unique

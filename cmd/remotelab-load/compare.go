@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -53,13 +51,7 @@ func (t tally) spread() string {
 }
 
 // failures prints the failures by class, or "" when there were none.
-func (t tally) failures() string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(t.errs)) {
-		parts = append(parts, fmt.Sprintf("%d × %s", t.errs[k], k))
-	}
-	return strings.Join(parts, ", ")
-}
+func (t tally) failures() string { return countsString(t.errs) }
 
 // alternate measures the variants in the same run, in turns, so that a
 // machine whose speed drifts (other work, thermal limits) affects each of

@@ -253,11 +253,7 @@ func runKill9Churn(ctx context.Context, e *env, r *scenarioReport) error {
 	r.add("acknowledged creations checked", "%d (%d present after the restart, %d deletions acknowledged); %d creates unanswered, %d unacknowledged sessions found",
 		acked, survived, deletedAcked, unacked, unackedFound)
 	r.add("lab after the restart", "%s", countsString(labs))
-	var client []string
-	for _, k := range slices.Sorted(maps.Keys(errs)) {
-		client = append(client, fmt.Sprintf("%d × %s", errs[k], k))
-	}
-	r.add("clients' ends at the kills", "%s", strings.Join(client, ", "))
+	r.add("clients' ends at the kills", "%s", countsString(errs))
 	r.add("lost / undeleted / duplicated / out of order / holder / epoch", "%d / %d / %d / %d / %d / %d",
 		viol["lost"], viol["undeleted"], viol["duplicated"], viol["order"], viol["holder"], viol["epoch"])
 	return nil
@@ -399,11 +395,11 @@ func toSet(ids []string) map[string]bool {
 	return m
 }
 
-// countsString prints "a × 2, b × 1" in key order.
+// countsString prints "2 × a, 1 × b" in key order.
 func countsString(m map[string]int) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, fmt.Sprintf("%s × %d", k, m[k]))
+		parts = append(parts, fmt.Sprintf("%d × %s", m[k], k))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -91,13 +91,7 @@ func runRestart(ctx context.Context, e *env, r *scenarioReport) error {
 	}
 	r.add("start → listening", "%s", fmtDur(listening))
 	r.add("start → first GET /queue listing them all", "%s (%d sessions)", fmtDur(ready), len(want))
-	got := make([]string, 0, len(q.Waiting)+1)
-	if q.Holder != nil {
-		got = append(got, q.Holder.ID)
-	}
-	for _, w := range q.Waiting {
-		got = append(got, w.ID)
-	}
+	got := queueOrder(q)
 	if d := firstDiff(want, got); d >= 0 {
 		r.violate("queue after the restart differs at position %d: %d sessions, want %d (%s)", d, len(got), len(want), around(want, got, d))
 	} else {
