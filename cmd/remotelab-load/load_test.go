@@ -101,9 +101,13 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestShortFlagKeepsExplicitSizes(t *testing.T) {
-	cfg := fullConfig()
-	cfg.Handovers = 7
-	got := mergeExplicit(shortConfig(), cfg, map[string]bool{"handovers": true})
+	got, err := parseConfig([]string{"-handovers", "7", "-short", "-md"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Markdown {
+		t.Error("explicit -md lost")
+	}
 	if got.Handovers != 7 {
 		t.Errorf("explicit -handovers lost: %d", got.Handovers)
 	}

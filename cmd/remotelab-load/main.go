@@ -59,65 +59,12 @@ func main() {
 
 // run parses flags, runs the suite and returns the exit code.
 func run(args []string) int {
-	cfg := fullConfig()
-	fs := flag.NewFlagSet("remotelab-load", flag.ContinueOnError)
-	short := fs.Bool("short", false, "small sizes: every scenario in about 2 minutes")
-	fs.StringVar(&cfg.Bin, "bin", "", "remotelabd binary (default: go build it into a temporary directory)")
-	fs.StringVar(&cfg.Run, "run", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
-	fs.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "hand-overs measured with long-poll")
-	fs.IntVar(&cfg.PollHandovers, "poll-handovers", cfg.PollHandovers, "hand-overs measured with interval polling")
-	fs.DurationVar(&cfg.PollInterval, "poll-interval", cfg.PollInterval, "interval of the polling client (the original: 5s)")
-	fs.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long each holder keeps the head before leaving")
-	fs.DurationVar(&cfg.LongPoll, "long-poll", cfg.LongPoll, "?wait= of the harness's own long-polls (package client uses its own)")
-	fs.IntVar(&cfg.Waiters, "waiters", cfg.Waiters, "waiting sessions during the throughput test")
-	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent requesters in the throughput test")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each throughput phase")
-	fs.IntVar(&cfg.Scale, "scale", cfg.Scale, "sessions waiting on long-poll at once")
-	fs.IntVar(&cfg.ScaleRounds, "scale-rounds", cfg.ScaleRounds, "fan-outs measured in the scale test")
-	fs.IntVar(&cfg.Sources, "sources", cfg.Sources, "loopback source addresses 127.0.0.1..N for client connections")
-	fs.IntVar(&cfg.LabIters, "lab-iters", cfg.LabIters, "lab overhead iterations")
-	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes of the lab overhead topology")
-	fs.IntVar(&cfg.ExtraBytes, "extra-bytes", cfg.ExtraBytes, "bytes of extra files in the lab overhead upload")
-	fs.IntVar(&cfg.ChurnClients, "churn-clients", cfg.ChurnClients, "concurrent clients in the churn tests")
-	fs.DurationVar(&cfg.ChurnDuration, "churn-duration", cfg.ChurnDuration, "length of the churn test")
-	fs.DurationVar(&cfg.KillTTL, "kill-ttl", cfg.KillTTL, fmt.Sprintf(
-		"--active-ttl of the server in the kill -9 test (at least %d heartbeats of the holder: %s)", killTTLMargin, killTTLMargin*holdHeartbeat))
-	fs.DurationVar(&cfg.HostileDuration, "hostile-duration", cfg.HostileDuration, "length of each phase of the hostile-input test")
-	fs.Float64Var(&cfg.HostileRate, "hostile-rate", cfg.HostileRate, "hostile requests per second")
-	fs.Int64Var(&cfg.RSSBound, "rss-bound", cfg.RSSBound, "MiB the server's RSS may grow under hostile input")
-	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "alternating rounds of the comparisons (baseline, overhead, persist)")
-	fs.DurationVar(&cfg.Phase, "phase", cfg.Phase, "length of one variant's phase in a comparison round")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "baseline: also profile httpserver (child process, same wiring) under the same load into this file")
-	fs.StringVar(&cfg.OldBin, "old-bin", "", "overhead: remotelabd built from commit "+overheadOldCommit+" (the comparison is skipped without it)")
-	fs.StringVar(&cfg.OldName, "old-name", overheadOldCommit, "overhead: what -old-bin was built from, for the report")
-	fs.IntVar(&cfg.EventWaiters, "event-waiters", cfg.EventWaiters, "events: waiting sessions")
-	fs.IntVar(&cfg.Viewers, "viewers", cfg.Viewers, "events: GET /events viewers")
-	fs.IntVar(&cfg.EventChanges, "event-changes", cfg.EventChanges, "events: changes measured (spaced over 250 ms)")
-	fs.IntVar(&cfg.EventBursts, "event-bursts", cfg.EventBursts, "events: pairs of back-to-back joins checked for lost updates")
-	fs.IntVar(&cfg.QueueGets, "queue-gets", cfg.QueueGets, "events: GET /queue requests measured")
-	fs.DurationVar(&cfg.FloodDuration, "flood-duration", cfg.FloodDuration, "flood: how long the creators flood each server")
-	fs.IntVar(&cfg.FloodWorkers, "flood-workers", cfg.FloodWorkers, "flood: concurrent creators")
-	fs.IntVar(&cfg.FloodCap, "flood-cap", cfg.FloodCap, "flood: --max-sessions of the bounded server")
-	fs.IntVar(&cfg.PersistWorkers, "persist-workers", cfg.PersistWorkers, "persist: concurrent create/delete workers")
-	fs.IntVar(&cfg.RestartSessions, "restart-sessions", cfg.RestartSessions, "restart: queued sessions")
-	fs.IntVar(&cfg.KillRounds, "kill-rounds", cfg.KillRounds, "kill9churn: kill -9 rounds")
-	fs.IntVar(&cfg.KillClients, "kill-clients", cfg.KillClients, "kill9churn: churning clients (as many again only wait)")
-	fs.BoolVar(&cfg.Markdown, "md", false, "print the results as a Markdown table")
-	fs.BoolVar(&cfg.Verbose, "v", false, "log progress details")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	cfg, err := parseConfig(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
-	if *short {
-		// -short sets the short sizes; explicit flags still win.
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		s := shortConfig()
-		s.Bin, s.Run, s.Markdown, s.Verbose = cfg.Bin, cfg.Run, cfg.Markdown, cfg.Verbose
-		s.CPUProfile, s.OldBin, s.OldName = cfg.CPUProfile, cfg.OldBin, cfg.OldName
-		cfg = mergeExplicit(s, cfg, set)
+	if err != nil {
+		return 2 // the flag set printed why
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "remotelab-load:", err)
@@ -298,4 +245,69 @@ func (r *report) print(w io.Writer, markdown bool) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", x.scenario, x.metric, x.value)
 	}
 	tw.Flush()
+}
+
+// parseConfig parses the command line into a config. -short sets the
+// short sizes, and explicit flags still win: the same arguments are then
+// parsed again over the short defaults.
+func parseConfig(args []string) (config, error) {
+	cfg := fullConfig()
+	fs, short := flags(&cfg)
+	if err := fs.Parse(args); err != nil || !*short {
+		return cfg, err
+	}
+	cfg = shortConfig()
+	fs, _ = flags(&cfg)
+	fs.SetOutput(io.Discard)
+	return cfg, fs.Parse(args)
+}
+
+// flags returns the flag set that parses into cfg, with cfg's values as
+// the defaults, and the -short flag.
+func flags(cfg *config) (*flag.FlagSet, *bool) {
+	fs := flag.NewFlagSet("remotelab-load", flag.ContinueOnError)
+	short := fs.Bool("short", false, "small sizes: every scenario in about 2 minutes")
+	fs.StringVar(&cfg.Bin, "bin", "", "remotelabd binary (default: go build it into a temporary directory)")
+	fs.StringVar(&cfg.Run, "run", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
+	fs.IntVar(&cfg.Handovers, "handovers", cfg.Handovers, "hand-overs measured with long-poll")
+	fs.IntVar(&cfg.PollHandovers, "poll-handovers", cfg.PollHandovers, "hand-overs measured with interval polling")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", cfg.PollInterval, "interval of the polling client (the original: 5s)")
+	fs.DurationVar(&cfg.Hold, "hold", cfg.Hold, "how long each holder keeps the head before leaving")
+	fs.DurationVar(&cfg.LongPoll, "long-poll", cfg.LongPoll, "?wait= of the harness's own long-polls (package client uses its own)")
+	fs.IntVar(&cfg.Waiters, "waiters", cfg.Waiters, "waiting sessions during the throughput test")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent requesters in the throughput test")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each throughput phase")
+	fs.IntVar(&cfg.Scale, "scale", cfg.Scale, "sessions waiting on long-poll at once")
+	fs.IntVar(&cfg.ScaleRounds, "scale-rounds", cfg.ScaleRounds, "fan-outs measured in the scale test")
+	fs.IntVar(&cfg.Sources, "sources", cfg.Sources, "loopback source addresses 127.0.0.1..N for client connections")
+	fs.IntVar(&cfg.LabIters, "lab-iters", cfg.LabIters, "lab overhead iterations")
+	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "nodes of the lab overhead topology")
+	fs.IntVar(&cfg.ExtraBytes, "extra-bytes", cfg.ExtraBytes, "bytes of extra files in the lab overhead upload")
+	fs.IntVar(&cfg.ChurnClients, "churn-clients", cfg.ChurnClients, "concurrent clients in the churn tests")
+	fs.DurationVar(&cfg.ChurnDuration, "churn-duration", cfg.ChurnDuration, "length of the churn test")
+	fs.DurationVar(&cfg.KillTTL, "kill-ttl", cfg.KillTTL, fmt.Sprintf(
+		"--active-ttl of the server in the kill -9 test (at least %d heartbeats of the holder: %s)", killTTLMargin, killTTLMargin*holdHeartbeat))
+	fs.DurationVar(&cfg.HostileDuration, "hostile-duration", cfg.HostileDuration, "length of each phase of the hostile-input test")
+	fs.Float64Var(&cfg.HostileRate, "hostile-rate", cfg.HostileRate, "hostile requests per second")
+	fs.Int64Var(&cfg.RSSBound, "rss-bound", cfg.RSSBound, "MiB the server's RSS may grow under hostile input")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "alternating rounds of the comparisons (baseline, overhead, persist)")
+	fs.DurationVar(&cfg.Phase, "phase", cfg.Phase, "length of one variant's phase in a comparison round")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "baseline: also profile httpserver (child process, same wiring) under the same load into this file")
+	fs.StringVar(&cfg.OldBin, "old-bin", "", "overhead: remotelabd built from commit "+overheadOldCommit+" (the comparison is skipped without it)")
+	fs.StringVar(&cfg.OldName, "old-name", overheadOldCommit, "overhead: what -old-bin was built from, for the report")
+	fs.IntVar(&cfg.EventWaiters, "event-waiters", cfg.EventWaiters, "events: waiting sessions")
+	fs.IntVar(&cfg.Viewers, "viewers", cfg.Viewers, "events: GET /events viewers")
+	fs.IntVar(&cfg.EventChanges, "event-changes", cfg.EventChanges, "events: changes measured (spaced over 250 ms)")
+	fs.IntVar(&cfg.EventBursts, "event-bursts", cfg.EventBursts, "events: pairs of back-to-back joins checked for lost updates")
+	fs.IntVar(&cfg.QueueGets, "queue-gets", cfg.QueueGets, "events: GET /queue requests measured")
+	fs.DurationVar(&cfg.FloodDuration, "flood-duration", cfg.FloodDuration, "flood: how long the creators flood each server")
+	fs.IntVar(&cfg.FloodWorkers, "flood-workers", cfg.FloodWorkers, "flood: concurrent creators")
+	fs.IntVar(&cfg.FloodCap, "flood-cap", cfg.FloodCap, "flood: --max-sessions of the bounded server")
+	fs.IntVar(&cfg.PersistWorkers, "persist-workers", cfg.PersistWorkers, "persist: concurrent create/delete workers")
+	fs.IntVar(&cfg.RestartSessions, "restart-sessions", cfg.RestartSessions, "restart: queued sessions")
+	fs.IntVar(&cfg.KillRounds, "kill-rounds", cfg.KillRounds, "kill9churn: kill -9 rounds")
+	fs.IntVar(&cfg.KillClients, "kill-clients", cfg.KillClients, "kill9churn: churning clients (as many again only wait)")
+	fs.BoolVar(&cfg.Markdown, "md", false, "print the results as a Markdown table")
+	fs.BoolVar(&cfg.Verbose, "v", false, "log progress details")
+	return fs, short
 }
