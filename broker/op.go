@@ -95,11 +95,15 @@ func (o *Op) Acquire(ctx context.Context, bundle *topology.Bundle, reuse bool) (
 	if err := o.CanAcquire(); err != nil {
 		return lab.Result{}, err
 	}
-	ctx, done, err := o.pin(ctx)
+	unpin, err := o.pin()
 	if err != nil {
 		return lab.Result{}, err
 	}
-	defer done()
+	defer unpin()
+	// The start ends early when the session ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(o.sess.ctx, cancel)()
 	res, err := o.b.mgr.TryAcquire(ctx, o.id, bundle, reuse)
 	if !o.b.q.Holds(o.id, o.epoch) {
 		// It ended while the lab started: what it got belongs to nobody.
@@ -163,32 +167,26 @@ func (o *Op) Release() error {
 // teardown that started runs to its end even if the session ends meanwhile
 // (cut short, it would leave the lab dirty): only ctx bounds it.
 func (o *Op) Destroy(ctx context.Context, force bool) (bool, error) {
-	_, done, err := o.pin(ctx)
+	unpin, err := o.pin()
 	if err != nil {
 		return false, err
 	}
-	defer done()
+	defer unpin()
 	torn, err := o.b.mgr.Destroy(ctx, force)
 	o.b.sync(ctx)
 	return torn, err
 }
 
 // pin keeps the session from expiring and checks that it still holds its
-// lease; the returned context also ends when the session ends.
-func (o *Op) pin(ctx context.Context) (context.Context, func(), error) {
-	unpin, err := o.b.q.Pin(o.id)
+// lease; unpin ends the pin.
+func (o *Op) pin() (unpin func(), err error) {
+	unpin, err = o.b.q.Pin(o.id)
 	if err != nil {
-		return nil, nil, o.b.gone(o.id)
+		return nil, o.b.gone(o.id)
 	}
 	if !o.b.q.Holds(o.id, o.epoch) {
 		unpin()
-		return nil, nil, o.b.gone(o.id)
+		return nil, o.b.gone(o.id)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(o.sess.ctx, cancel)
-	return ctx, func() {
-		stop()
-		cancel()
-		unpin()
-	}, nil
+	return unpin, nil
 }
