@@ -55,7 +55,9 @@ func (m *Manager) CleanStrays(ctx context.Context) (int, error) {
 	var errs []error
 	for _, dir := range strays {
 		m.log.Warn("Tearing down a lab no record names", "dir", dir)
-		if err := m.cfg.Runner.Down(ctx, dir); err != nil {
+		// As the current operation, so that status and progress show it.
+		err := m.runnerCall(ctx, "down", func(ctx context.Context) error { return m.cfg.Runner.Down(ctx, dir) })
+		if err != nil {
 			m.log.Error("Stray lab teardown failed; its directory is kept", "dir", dir, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", dir, err))
 			continue
