@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -247,4 +250,24 @@ func regexpFind(t *testing.T, re, s string) string {
 	m := regexp.MustCompile(re).FindStringSubmatch(s)
 	require.NotNil(t, m, "%s in %q", re, s)
 	return m[1]
+}
+
+// A signal that arrives while COMMAND is starting (before it is the
+// child signals go to) is passed on to it once it is, not lost: hold
+// would otherwise wait for a COMMAND that never learns of the Ctrl-C.
+func TestSignalWhileCommandStartsIsForwarded(t *testing.T) {
+	intr := newInterrupts(context.Background(), io.Discard)
+	defer intr.stop()
+	intr.handle(syscall.SIGTERM)
+	require.Error(t, intr.ctx.Err(), "the first signal cancels")
+
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	intr.setChild(cmd.Process)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	ws := ee.Sys().(syscall.WaitStatus)
+	assert.True(t, ws.Signaled() && ws.Signal() == syscall.SIGTERM, "sleep ended with %v", err)
 }

@@ -89,6 +89,10 @@ func start(t *testing.T, env []string, args ...string) *cli {
 	cmd.Env = append(cmd.Env, env...)
 	c := &cli{cmd: cmd, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
+	// Its own process group, so that the clean-up of a run that hangs
+	// also ends the COMMAND it runs (which holds the output pipes).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 10 * time.Second
 	require.NoError(t, cmd.Start())
 	go func() {
 		defer close(c.done)
@@ -99,7 +103,7 @@ func start(t *testing.T, env []string, args ...string) *cli {
 		select {
 		case <-c.done:
 		default:
-			_ = cmd.Process.Kill()
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-c.done
 		}
 		if t.Failed() {

@@ -60,12 +60,7 @@ func (i *interrupts) handle(sig os.Signal) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.child != nil {
-		// A Ctrl-C on the terminal reaches the child by itself (it is in
-		// the terminal's foreground process group, as this process is);
-		// a second one would make many programs quit hard.
-		if sig != syscall.SIGINT || !inForeground() {
-			_ = i.child.Signal(sig)
-		}
+		forward(i.child, sig)
 		if i.first == nil {
 			i.first = sig
 			i.cancel()
@@ -92,11 +87,24 @@ func (i *interrupts) signalled() os.Signal {
 	return i.first
 }
 
-// setChild makes signals go to p (nil: no child runs).
+// setChild makes signals go to p (nil: no child runs). A signal that
+// came while p was starting (before setChild) is passed on to it now.
 func (i *interrupts) setChild(p *os.Process) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.child = p
+	if p != nil && i.first != nil {
+		forward(p, i.first)
+	}
+}
+
+// forward passes sig on to the child p. A Ctrl-C on the terminal reaches
+// the child by itself (it is in the terminal's foreground process group,
+// as this process is); a second one would make many programs quit hard.
+func forward(p *os.Process, sig os.Signal) {
+	if sig != syscall.SIGINT || !inForeground() {
+		_ = p.Signal(sig)
+	}
 }
 
 // onExit registers f to run before an impatient exit.
